@@ -1,0 +1,74 @@
+"""The aggregator API: app factory and the lifecycle of everything it holds."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from aggregator_api.applications import routes
+from aggregator_api.deadlines import DeadJobConsumer, sweep_once
+from aggregator_api.outbox import relay_once
+from aggregator_api.typedefs import AMQP, INSURERS, PUBLISHER, SETTINGS
+from shared import insurers as insurer_catalogue
+from shared.access import bearer_token
+from shared.amqp import ConfirmingPublisher
+from shared.http_api import ApiError, Handler
+from shared.periodic import background
+from shared.service_app import create_service_app
+from shared.settings import Settings
+from shared.topology import (
+    declare_dead_jobs_queue,
+    declare_job_queues,
+    declare_jobs_exchange,
+    declare_offers_exchange,
+)
+
+SERVICE = "aggregator"
+
+
+@web.middleware
+async def service_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        expected = request.app[SETTINGS].service_token
+        given = bearer_token(request.headers.get("Authorization")) or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "a valid service token is required")
+    return await handler(request)
+
+
+async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    publisher = await ConfirmingPublisher.open(app[AMQP], settings.publish_timeout_s)
+    # Declared here too, so that jobs are routable before any worker has started.
+    codes = [insurer.code for insurer in app[INSURERS]]
+    await declare_job_queues(publisher.channel, codes, settings.quote_deadline_s)
+    publisher.register(await declare_jobs_exchange(publisher.channel))
+    publisher.register(await declare_offers_exchange(publisher.channel))
+    app[PUBLISHER] = publisher
+    yield
+    await publisher.channel.close()
+
+
+async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, publisher = app[SETTINGS], app[PUBLISHER]
+    channel = await app[AMQP].channel()
+    await channel.set_qos(prefetch_count=64)
+    dead_queue = await declare_dead_jobs_queue(channel)
+    consumer_tag = await DeadJobConsumer(publisher).start(dead_queue)
+    async with (
+        background("outbox-relay", settings.relay_interval_s, lambda: relay_once(publisher)),
+        background("deadline-sweeper", settings.relay_interval_s, lambda: sweep_once(publisher, settings.sweeper_grace_s)),
+    ):
+        yield
+    await dead_queue.cancel(consumer_tag)
+    await channel.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = create_service_app(SERVICE, settings, middlewares=[service_token_middleware])
+    app[INSURERS] = tuple(sorted(insurer_catalogue.select(settings.insurers), key=lambda i: i.code))
+    app.cleanup_ctx.extend([publisher_ctx, deadline_ctx])
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,207 @@
+"""POST/GET /api/v1/applications and the offers WebSocket of the aggregator API.
+
+The aggregator trusts only callers holding the service token (the core app). The
+caller's identity travels in headers the core app sets after authenticating a
+person or partner: ``X-Osago-Client-Scope`` (whose Idempotency-Keys these are),
+``X-Osago-Partner-Id`` and ``X-Osago-Access-Token``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from aggregator_api.typedefs import HUB, INSURERS, PUBLISHER, SETTINGS, SOCKETS
+from shared.access import readable_application
+from shared.access_tokens import issue_access_token
+from shared.amqp import ConfirmingPublisher
+from shared.application_schema import ApplicationInvalid, parse_application
+from shared.application_view import load_snapshot
+from shared.http_api import ApiError, json_response, read_json_body
+from shared.live_stream import stream_offers
+from shared.messages import QuoteJob
+from shared.models import Application, Quote
+from shared.moscow_time import moscow_today
+from shared.timefmt import iso_utc, utc_now
+from shared.topology import JOBS_EXCHANGE
+
+log = logging.getLogger(__name__)
+
+CLIENT_SCOPE_HEADER = "X-Osago-Client-Scope"
+PARTNER_HEADER = "X-Osago-Partner-Id"
+ACCESS_TOKEN_HEADER = "X-Osago-Access-Token"
+_SCOPE_PATTERN = re.compile(r"^(service|partner:[0-9a-f-]{36}|browser:[0-9A-Za-z.:_-]{1,64})$")
+_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+routes = web.RouteTableDef()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    scope: str
+    partner_id: str | None
+
+    @classmethod
+    def from_request(cls, request: web.Request) -> Caller:
+        scope = request.headers.get(CLIENT_SCOPE_HEADER, "service")
+        if not _SCOPE_PATTERN.match(scope):
+            raise ApiError(400, "bad_client_scope", f"{CLIENT_SCOPE_HEADER} is malformed")
+        partner_id = request.headers.get(PARTNER_HEADER) or None
+        if partner_id is not None and scope != f"partner:{partner_id}":
+            raise ApiError(400, "bad_client_scope", f"{PARTNER_HEADER} does not match {CLIENT_SCOPE_HEADER}")
+        return cls(scope, partner_id)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _KEY_PATTERN.match(key):
+        raise ApiError(
+            400,
+            "bad_idempotency_key",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            [{"path": "Idempotency-Key", "message": "must be 1 to 255 printable ASCII characters"}],
+        )
+    return key
+
+
+def fingerprint(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def creation_body(
+    application_id: uuid.UUID, deadline: datetime, insurers: list[tuple[str, str]], token_secret: str
+) -> dict[str, Any]:
+    """The 201 body; rebuilt identically for an idempotent replay (the state at creation)."""
+    path = f"/api/v1/applications/{application_id}"
+    return {
+        "id": str(application_id),
+        "status": "pending",
+        "access_token": issue_access_token(str(application_id), token_secret),
+        "deadline": iso_utc(deadline),
+        "insurers": [{"code": code, "name": name, "status": "pending"} for code, name in insurers],
+        "links": {"self": path, "offers": f"{path}/offers"},
+    }
+
+
+async def replay(application: Application, body_fingerprint: str, token_secret: str) -> web.Response:
+    if application.request_fingerprint != body_fingerprint:
+        raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
+    quotes = await Quote.filter(application_id=application.id).order_by("insurer_code").values_list(
+        "insurer_code", "insurer_name"
+    )
+    body = creation_body(application.id, application.deadline, list(quotes), token_secret)
+    return json_response(body, status=201, headers={"Idempotent-Replayed": "true"})
+
+
+@routes.post("/api/v1/applications")
+async def create_application(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    caller = Caller.from_request(request)
+    key = idempotency_key(request)
+    body = await read_json_body(request, settings.max_body_bytes)
+    body_fingerprint = fingerprint(body)
+    if key is not None:
+        existing = await Application.get_or_none(client_scope=caller.scope, idempotency_key=key)
+        if existing is not None:
+            return await replay(existing, body_fingerprint, settings.token_secret)
+    try:
+        parsed = parse_application(body, today=moscow_today())
+    except ApplicationInvalid as exc:
+        raise ApiError(422, "invalid_fields", "some fields are invalid", exc.fields) from None
+    payload = parsed.to_payload()
+
+    insurers = request.app[INSURERS]  # sorted by code, like every listing of quotes
+    application_id = uuid.uuid4()
+    deadline = utc_now() + timedelta(seconds=settings.quote_deadline_s)
+    quotes = [
+        Quote(id=uuid.uuid4(), application_id=application_id, insurer_code=i.code, insurer_name=i.name)
+        for i in insurers
+    ]
+    try:
+        async with in_transaction() as conn:
+            await Application.create(
+                using_db=conn,
+                id=application_id,
+                partner_id=caller.partner_id,
+                client_scope=caller.scope,
+                idempotency_key=key,
+                request_fingerprint=body_fingerprint,
+                payload=payload,
+                vin=payload["vehicle"].get("vin"),
+                plate=payload["vehicle"].get("plate"),
+                region_code=payload["owner"]["registration"]["region_code"],
+                deadline=deadline,
+            )
+            await Quote.bulk_create(quotes, using_db=conn)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first.
+        existing = await Application.get_or_none(client_scope=caller.scope, idempotency_key=key)
+        if existing is None:
+            raise
+        return await replay(existing, body_fingerprint, settings.token_secret)
+
+    await publish_jobs(request.app[PUBLISHER], application_id, deadline, quotes)
+    log.info("application accepted", extra={"application_id": str(application_id), "quotes": len(quotes)})
+    body = creation_body(application_id, deadline, [(i.code, i.name) for i in insurers], settings.token_secret)
+    return json_response(body, status=201, headers={"Location": body["links"]["self"]})
+
+
+async def publish_jobs(
+    publisher: ConfirmingPublisher, application_id: uuid.UUID, deadline: datetime, quotes: list[Quote]
+) -> int:
+    """Publish after commit; what the broker did not confirm stays for the outbox relay."""
+    deadline_epoch = deadline.timestamp()
+    now = time.time()
+    jobs = [QuoteJob(str(q.id), str(application_id), q.insurer_code, deadline_epoch) for q in quotes]
+    confirmed = await publisher.publish_many(JOBS_EXCHANGE, [(job.to_message(now), job.insurer_code) for job in jobs])
+    published_ids = [q.id for q, ok in zip(quotes, confirmed, strict=True) if ok]
+    if published_ids:
+        await Quote.filter(id__in=published_ids).update(job_published=True)
+    if len(published_ids) < len(quotes):
+        log.warning(
+            "jobs left to the outbox relay",
+            extra={"application_id": str(application_id), "unpublished": len(quotes) - len(published_ids)},
+        )
+    return len(published_ids)
+
+
+async def _readable(request: web.Request) -> Application:
+    application = await readable_application(
+        request.match_info["application_id"],
+        access_token=request.headers.get(ACCESS_TOKEN_HEADER) or request.query.get("token"),
+        partner_id=request.headers.get(PARTNER_HEADER),
+        token_secret=request.app[SETTINGS].token_secret,
+    )
+    if application is None:
+        raise ApiError(404, "not_found", "no such application")
+    return application
+
+
+@routes.get("/api/v1/applications/{application_id}")
+async def get_application(request: web.Request) -> web.Response:
+    application = await _readable(request)
+    snapshot = await load_snapshot(application)
+    return json_response(snapshot.view())
+
+
+@routes.get("/api/v1/applications/{application_id}/offers")
+async def offers_socket(request: web.Request) -> web.StreamResponse:
+    application = await _readable(request)
+    return await stream_offers(
+        request, request.app[HUB], request.app[SOCKETS], application.id, heartbeat=request.app[SETTINGS].ws_heartbeat_s
+    )
+

@@ -1,0 +1,80 @@
+"""The 60-second promise: expired jobs become `timed_out`, and a sweeper closes the rest.
+
+Queue TTL dead-letters jobs nobody picked up; the consumer here records them. A job a
+worker holds never expires in the broker, and a message can be lost, so the sweeper
+closes every quote still pending shortly after its application's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from shared.amqp import ConfirmingPublisher
+from shared.messages import MalformedJob, QuoteJob
+from shared.models import Quote, QuoteStatus
+from shared.outcomes import StatusOutcome, finalize_quote, publish_outcome
+from shared.timefmt import utc_now
+
+log = logging.getLogger(__name__)
+
+NOT_PICKED_UP = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline")
+NO_ANSWER = StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline")
+UNPROCESSABLE = StatusOutcome(QuoteStatus.FAILED, "the request could not be processed")
+SWEEP_BATCH = 500
+
+
+def outcome_for_dead_job(message: AbstractIncomingMessage) -> StatusOutcome:
+    reason = (message.headers or {}).get("x-first-death-reason")
+    return NOT_PICKED_UP if reason == "expired" else UNPROCESSABLE
+
+
+class DeadJobConsumer:
+    """Records the outcome of jobs the broker dead-lettered (expired or poisoned)."""
+
+    def __init__(self, publisher: ConfirmingPublisher) -> None:
+        self._publisher = publisher
+
+    async def start(self, queue: AbstractQueue) -> str:
+        return await queue.consume(self.handle)
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = QuoteJob.from_body(message.body)
+            quote_id = uuid.UUID(job.quote_id)
+        except (MalformedJob, ValueError):
+            log.warning("dropping an unreadable dead job", extra={"message_id": message.message_id})
+            await message.ack()
+            return
+        try:
+            result = await finalize_quote(quote_id, outcome_for_dead_job(message))
+            await publish_outcome(self._publisher, result)
+        except Exception:
+            log.warning("dead job not recorded yet; retrying", extra={"quote_id": job.quote_id}, exc_info=True)
+            await asyncio.sleep(1)  # the database is likely down: do not spin
+            await message.reject(requeue=True)
+            return
+        await message.ack()
+
+
+async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:
+    """Close every quote still pending after its deadline plus the grace period."""
+    cutoff = utc_now() - timedelta(seconds=grace_s)
+    overdue = (
+        await Quote.filter(status=QuoteStatus.PENDING, application__deadline__lt=cutoff)
+        .limit(SWEEP_BATCH)
+        .values_list("id", flat=True)
+    )
+    closed = 0
+    for quote_id in overdue:
+        result = await finalize_quote(quote_id, NO_ANSWER)
+        if result.recorded:
+            closed += 1
+            await publish_outcome(publisher, result)
+    if closed:
+        log.warning("sweeper closed overdue quotes", extra={"closed": closed})
+    return closed

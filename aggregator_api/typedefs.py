@@ -1,0 +1,14 @@
+"""Typed application state of the aggregator API (beyond what every service has)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.amqp import ConfirmingPublisher
+from shared.insurers import InsurerInfo
+from shared.service_app import AMQP, HUB, SETTINGS, SOCKETS
+
+INSURERS = web.AppKey("insurers", tuple[InsurerInfo, ...])
+PUBLISHER = web.AppKey("publisher", ConfirmingPublisher)
+
+__all__ = ["AMQP", "HUB", "INSURERS", "PUBLISHER", "SETTINGS", "SOCKETS"]

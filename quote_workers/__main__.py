@@ -1,0 +1,71 @@
+"""``osago-worker`` / ``python -m quote_workers``: serve the insurers of OSAGO_INSURERS (default all)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import aiohttp
+
+from quote_workers.adapters.registry import build_adapter
+from quote_workers.resilience import BreakerPolicy, GuardedInsurer, RetryPolicy
+from quote_workers.worker import QuoteWorker
+from shared import insurers as insurer_catalogue
+from shared.amqp import ConfirmingPublisher, robust_connection
+from shared.db import database
+from shared.log_setup import configure_logging
+from shared.settings import Settings, settings_or_exit
+from shared.topology import declare_offers_exchange
+
+SERVICE = "worker"
+SHUTDOWN_GRACE_S = 10.0
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    try:
+        served = insurer_catalogue.select(settings.insurers)
+    except ValueError as exc:
+        raise SystemExit(f"configuration error: OSAGO_INSURERS: {exc}") from None
+    retry = RetryPolicy(call_timeout_s=settings.insurer_call_timeout_s)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    async with (
+        database(settings),
+        robust_connection(settings.amqp_url, f"{SERVICE}{settings.instance_name}") as connection,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
+        publisher = await ConfirmingPublisher.open(connection, settings.publish_timeout_s)
+        publisher.register(await declare_offers_exchange(publisher.channel))
+        guarded = {
+            insurer.code: GuardedInsurer(
+                insurer.code, build_adapter(insurer, session, settings.sandbox_url), retry, BreakerPolicy()
+            )
+            for insurer in served
+        }
+        worker = QuoteWorker(guarded, publisher, deadline_s=settings.quote_deadline_s, prefetch=settings.worker_prefetch)
+        await worker.start(connection)
+        log.info("worker consuming", extra={"insurers": ",".join(guarded)})
+        await stop.wait()
+        log.info("worker stopping", extra={"in_flight_grace_s": SHUTDOWN_GRACE_S})
+        await worker.stop(SHUTDOWN_GRACE_S)
+
+
+def main() -> None:
+    settings = settings_or_exit()
+    configure_logging(SERVICE, settings.log_level, json_lines=settings.log_json)
+    log.info("starting", extra={"settings": settings.redacted()})
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

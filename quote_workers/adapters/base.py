@@ -1,0 +1,60 @@
+"""What every insurer adapter promises: one call in, one classified outcome out.
+
+An adapter speaks one insurer protocol over the wire and maps every answer to
+exactly one of: an ``InsurerOffer``, an ``InsurerDeclined`` (a definitive business
+refusal, never retried), or one of the two exceptions below. Insurer answers are
+untrusted input: size, schema and sanity are checked before anything is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteRequest:
+    """One insurer's share of an application."""
+
+    quote_id: str  # stable across redeliveries: usable as the insurer-side idempotency key
+    application_id: str
+    insurer_code: str
+    # The validated application exactly as stored (the shape of API.md's POST body).
+    application: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InsurerOffer:
+    premium: Decimal  # roubles, two places
+    coefficients: dict[str, str]  # TB, KT, KBM, KVS, KO, KM, KS, KN as decimal strings
+    insurer_reference: str
+    valid_until: datetime  # timezone-aware
+
+
+@dataclass(frozen=True, slots=True)
+class InsurerDeclined:
+    reason: str  # human-readable, shown to the person
+
+
+class InsurerError(Exception):
+    """The insurer call failed; ``reason`` is safe to show (no personal data)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientInsurerError(InsurerError):
+    """Worth retrying: timeout, 5xx, connection error, (once) a malformed answer."""
+
+
+class PermanentInsurerError(InsurerError):
+    """Retrying cannot help: 4xx other than 408/429, an absurd premium, a broken contract."""
+
+
+class InsurerAdapter(Protocol):
+    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerOffer | InsurerDeclined:
+        """Ask the insurer for a price; ``timeout`` bounds the whole call in seconds."""
+        ...

@@ -1,0 +1,128 @@
+"""Calling one insurer under a deadline, with retries and a circuit breaker.
+
+Order matters: the breaker sits inside the retry loop, and the loop gives up at once
+when the breaker is open, so retries never knock on an open circuit. Every attempt's
+timeout is capped by what is left of the job's deadline, and so is the total time
+backoff may spend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import backoff
+from circuitbreaker import STATE_CLOSED, CircuitBreaker, CircuitBreakerError
+
+from quote_workers.adapters.base import (
+    InsurerAdapter,
+    InsurerDeclined,
+    InsurerOffer,
+    PermanentInsurerError,
+    QuoteRequest,
+    TransientInsurerError,
+)
+from shared.metrics import BREAKER_TRANSITIONS
+from shared.models import QuoteStatus
+from shared.outcomes import OfferOutcome, Outcome, StatusOutcome
+
+log = logging.getLogger(__name__)
+
+# Below this much remaining budget another attempt cannot finish in time.
+MIN_ATTEMPT_S = 0.05
+
+
+class DeadlineReached(Exception):
+    """No time is left for another attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_tries: int = 3
+    base_delay_s: float = 0.2
+    max_delay_s: float = 2.0
+    call_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_threshold: int = 5
+    recovery_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    outcome: Outcome
+    attempts: int
+
+
+class GuardedInsurer:
+    """One insurer's adapter behind this process's breaker for that insurer."""
+
+    def __init__(
+        self, code: str, adapter: InsurerAdapter, retry: RetryPolicy, breaker: BreakerPolicy
+    ) -> None:
+        self.code = code
+        self._adapter = adapter
+        self._retry = retry
+        self.breaker = CircuitBreaker(
+            failure_threshold=breaker.failure_threshold,
+            recovery_timeout=breaker.recovery_timeout_s,
+            expected_exception=TransientInsurerError,
+            name=f"insurer:{code}",
+        )
+        self._guarded_call = self.breaker(self._adapter.request_quote)
+        self._last_state = STATE_CLOSED
+
+    async def quote(self, request: QuoteRequest, deadline_epoch: float) -> CallResult:
+        attempts = 0
+
+        def remaining() -> float:
+            return deadline_epoch - time.time()
+
+        async def attempt() -> InsurerOffer | InsurerDeclined:
+            nonlocal attempts
+            budget = remaining()
+            if budget < MIN_ATTEMPT_S:
+                raise DeadlineReached
+            attempts += 1
+            try:
+                return await self._guarded_call(request, timeout=min(self._retry.call_timeout_s, budget))
+            finally:
+                self._note_breaker_state()
+
+        retrying = backoff.on_exception(
+            backoff.expo,
+            TransientInsurerError,
+            max_tries=self._retry.max_tries,
+            max_time=lambda: max(0.0, remaining()),
+            jitter=backoff.full_jitter,
+            factor=self._retry.base_delay_s,
+            max_value=self._retry.max_delay_s,
+            logger=None,
+        )(attempt)
+        try:
+            answer = await retrying()
+        except CircuitBreakerError:
+            return CallResult(StatusOutcome(QuoteStatus.UNAVAILABLE, "the insurer is temporarily unavailable (circuit open)"), attempts)
+        except DeadlineReached:
+            return CallResult(StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline"), attempts)
+        except TransientInsurerError as exc:
+            if remaining() < MIN_ATTEMPT_S:
+                return CallResult(StatusOutcome(QuoteStatus.TIMED_OUT, f"no answer before the deadline ({exc.reason})"), attempts)
+            return CallResult(StatusOutcome(QuoteStatus.FAILED, f"insurer error after {attempts} attempts: {exc.reason}"), attempts)
+        except PermanentInsurerError as exc:
+            return CallResult(StatusOutcome(QuoteStatus.FAILED, f"insurer error: {exc.reason}"), attempts)
+        if isinstance(answer, InsurerDeclined):
+            return CallResult(StatusOutcome(QuoteStatus.DECLINED, answer.reason), attempts)
+        return CallResult(
+            OfferOutcome(answer.premium, answer.coefficients, answer.insurer_reference, answer.valid_until), attempts
+        )
+
+    def _note_breaker_state(self) -> None:
+        state = self.breaker.state
+        if state != self._last_state:
+            log.warning("circuit breaker changed state", extra={"insurer": self.code, "from": self._last_state, "to": state})
+            BREAKER_TRANSITIONS.labels(self.code, state).inc()
+            self._last_state = state

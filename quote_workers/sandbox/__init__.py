@@ -1,0 +1,1 @@
+"""Insurer sandbox: simulated insurers that quote with the real OSAGO tariff."""

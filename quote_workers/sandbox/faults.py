@@ -1,0 +1,60 @@
+"""How a misbehaving insurer misbehaves on the wire: late, silent, or cutting the line."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from aiohttp import web
+
+from .state import Sandbox
+
+# How often a hanging handler checks that its client is still there. aiohttp does not cancel
+# handlers on disconnect by default, so without this a hang would hold memory until shutdown.
+_HANG_POLL_S = 0.5
+# Even a hang ends some time: long past any deadline, short enough to bound leaked sockets.
+_HANG_MAX_S = 600.0
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def pause(sandbox: Sandbox, request: web.BaseRequest, delay_s: float) -> None:
+    """Sleep ``delay_s`` unless the sandbox shuts down first (latency must not block shutdown)."""
+    if delay_s <= 0:
+        return
+    if sandbox.closing.is_set():
+        return
+    try:
+        await asyncio.wait_for(sandbox.closing.wait(), delay_s)
+    except TimeoutError:
+        pass
+
+
+async def hang(sandbox: Sandbox, request: web.BaseRequest) -> web.StreamResponse:
+    """Never answer: hold the connection until the client leaves, then drop it."""
+    waited = 0.0
+    while waited < _HANG_MAX_S and not sandbox.closing.is_set() and not client_gone(request):
+        await asyncio.sleep(_HANG_POLL_S)
+        waited += _HANG_POLL_S
+    return reset(request)
+
+
+def reset(request: web.BaseRequest) -> web.StreamResponse:
+    """Drop the TCP connection with an RST (SO_LINGER 0), as a crashing peer or proxy would.
+
+    The returned response is never written: aiohttp sees the closed transport and moves on.
+    """
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # already closed: nothing left to reset
+        transport.abort()
+    return web.Response(status=500)

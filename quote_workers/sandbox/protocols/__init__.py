@@ -1,0 +1,1 @@
+"""The three insurer API styles the sandbox speaks: synchronous JSON, submit-then-poll, XML."""

@@ -1,0 +1,241 @@
+"""Submit-then-poll insurer API: the calculation runs in the background; the client polls.
+
+    POST /poll/{code}/calculations
+    {"clientRequestId": "<idempotency key>", "startDate": "2026-12-01", "termMonths": 12,
+     "car": {"category": "B", "brand": "Toyota", "model": "Camry", "manufactureYear": 2019,
+             "enginePowerHp": 181, "usage": "PERSONAL"},
+     "insurant": {"regionCode": "77", "city": "Москва", "passport": null},
+     "driversRestricted": true,
+     "drivers": [{"birthDate": "1985-03-14", "drivingSince": "2005-06-01",
+                  "licenseNumber": "7701123456"}]}
+    202 {"operationId": "...", "status": "PENDING", "retryAfterMs": 200}   Location: .../{id}
+
+    GET /poll/{code}/calculations/{operationId}
+    200 {"operationId": "...", "status": "PENDING", "retryAfterMs": 150}
+    200 {"operationId": "...", "status": "DONE", "result": {"calculationId": "VLG-2026-1234567",
+         "premiumKopecks": 944180, "currency": "RUB",
+         "factors": [{"code": "TB", "value": "8665"}, ...],
+         "validUntil": "2026-12-04T15:00:00+03:00"}}
+    200 {"operationId": "...", "status": "REJECTED", "rejection": {"code": "...", "message": "..."}}
+    404 unknown or expired operation; 400 bad submit; 502 calculation backend failed.
+
+The behaviour is rolled at submit; the latency is the time until the operation is ready, and a
+fault (error, hang, malformed, reset) happens on the first poll after that.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, timedelta, timezone
+from decimal import Decimal
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..behaviour import Action
+from ..faults import hang, reset
+from ..model import Applicant, BadRequest, DriverIn, Priced, Refused, check_applicant
+from ..state import SANDBOX_KEY
+from .common import read_body
+
+# Operations live this long after submission; then they are forgotten (bounded memory).
+OPERATION_TTL_S = 300.0
+MAX_OPERATIONS = 200_000
+# Insurers in Russia report Moscow time.
+_MSK = timezone(timedelta(hours=3))
+_STRICT = ConfigDict(extra="ignore", strict=True)
+
+
+class _Car(BaseModel):
+    model_config = _STRICT
+    category: str = Field(max_length=8)
+    brand: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    manufactureYear: int
+    enginePowerHp: int
+    usage: Literal["PERSONAL", "TAXI"]
+
+
+class _Insurant(BaseModel):
+    model_config = _STRICT
+    regionCode: str = Field(max_length=3)
+    city: str = Field(max_length=100)
+    passport: str | None = Field(default=None, max_length=32)
+
+
+class _Driver(BaseModel):
+    model_config = _STRICT
+    birthDate: date
+    drivingSince: date
+    licenseNumber: str = Field(max_length=32)
+
+
+class SubmitBody(BaseModel):
+    model_config = _STRICT
+    clientRequestId: str | None = Field(default=None, max_length=100)
+    startDate: date
+    termMonths: int
+    car: _Car
+    insurant: _Insurant
+    driversRestricted: bool
+    drivers: list[_Driver] = Field(default_factory=list, max_length=5)
+
+
+@dataclass(slots=True)
+class Operation:
+    company: str
+    created: float
+    ready_at: float
+    action: Action
+    answer: Priced | Refused | None  # None for a fault
+
+
+class Operations:
+    """Operations by id, oldest first, so expiry only looks at the head."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Operation] = OrderedDict()
+
+    def add(self, operation: Operation) -> str:
+        self._expire(operation.created)
+        op_id = secrets.token_hex(12)
+        self._items[op_id] = operation
+        return op_id
+
+    def get(self, op_id: str, now: float) -> Operation | None:
+        operation = self._items.get(op_id)
+        if operation is None or now - operation.created > OPERATION_TTL_S:
+            return None
+        return operation
+
+    def _expire(self, now: float) -> None:
+        items = self._items
+        while items:
+            oldest = next(iter(items.values()))
+            if now - oldest.created <= OPERATION_TTL_S and len(items) < MAX_OPERATIONS:
+                break
+            items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+OPERATIONS_KEY = web.AppKey("poll_operations", Operations)
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def parse(raw: bytes) -> tuple[Applicant, str | None]:
+    try:
+        body = SubmitBody.model_validate_json(raw)
+    except ValidationError as error:
+        first = error.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f"{where}: {first['msg']}") from None
+    applicant = check_applicant(
+        Applicant(
+            start_date=body.startDate,
+            months=body.termMonths,
+            category=body.car.category,
+            year=body.car.manufactureYear,
+            power_hp=body.car.enginePowerHp,
+            purpose="taxi" if body.car.usage == "TAXI" else "personal",
+            region_code=body.insurant.regionCode,
+            city=body.insurant.city,
+            unlimited=not body.driversRestricted,
+            owner_document=body.insurant.passport,
+            drivers=tuple(DriverIn(d.birthDate, d.drivingSince, d.licenseNumber) for d in body.drivers),
+        )
+    )
+    return applicant, body.clientRequestId
+
+
+def _retry_after_ms(remaining_s: float) -> int:
+    return int(min(max(remaining_s * 1000, 50), 1000))
+
+
+async def submit(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX_KEY]
+    company = sandbox.company_or_404(request.match_info["code"], "poll")
+    try:
+        applicant, key = parse(await read_body(request))
+    except BadRequest as error:
+        return _json({"error": {"code": "VALIDATION", "message": str(error)}}, 400)
+    action = sandbox.behaviours[company.code].roll()
+    answer: Priced | Refused | None = None
+    if action.kind == "ok":
+        answer = sandbox.quoter.quote(company, applicant, key)
+    elif action.kind == "refuse":
+        answer = Refused("DECLINED", action.reason)
+    now = time.monotonic()
+    op_id = request.app[OPERATIONS_KEY].add(Operation(company.code, now, now + action.delay_s, action, answer))
+    location = f"/poll/{company.code}/calculations/{op_id}"
+    return _json(
+        {"operationId": op_id, "status": "PENDING", "retryAfterMs": _retry_after_ms(action.delay_s)},
+        202,
+        {"Location": location},
+    )
+
+
+# A gateway page where JSON was promised.
+MALFORMED = b"<html><head><title>200 OK</title></head><body>calculation ready</body"
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    sandbox = request.app[SANDBOX_KEY]
+    company = sandbox.company_or_404(request.match_info["code"], "poll")
+    op_id = request.match_info["op_id"]
+    now = time.monotonic()
+    operation = request.app[OPERATIONS_KEY].get(op_id, now)
+    if operation is None or operation.company != company.code:
+        return _json({"error": {"code": "NOT_FOUND", "message": "unknown or expired operation"}}, 404)
+    if now < operation.ready_at:
+        return _json(
+            {"operationId": op_id, "status": "PENDING", "retryAfterMs": _retry_after_ms(operation.ready_at - now)}
+        )
+    kind = operation.action.kind
+    if kind == "hang":
+        return await hang(sandbox, request)
+    if kind == "reset":
+        return reset(request)
+    if kind == "error":
+        return _json({"error": {"code": "BACKEND", "message": "calculation backend failed"}}, 502)
+    if kind == "malformed":
+        return web.Response(body=MALFORMED, content_type="application/json")
+    answer = operation.answer
+    if isinstance(answer, Priced):
+        return _json(
+            {
+                "operationId": op_id,
+                "status": "DONE",
+                "result": {
+                    "calculationId": answer.reference,
+                    "premiumKopecks": int(Decimal(answer.premium) * 100),
+                    "currency": "RUB",
+                    "factors": [{"code": code, "value": value} for code, value in answer.coefficients.items()],
+                    "validUntil": answer.valid_until.astimezone(_MSK).isoformat(),
+                },
+            }
+        )
+    assert answer is not None  # ok and refuse always carry an answer
+    return _json(
+        {"operationId": op_id, "status": "REJECTED", "rejection": {"code": answer.code, "message": answer.reason}}
+    )
+
+
+def setup(app: web.Application) -> None:
+    app[OPERATIONS_KEY] = Operations()
+    app.router.add_post("/poll/{code}/calculations", submit)
+    app.router.add_get("/poll/{code}/calculations/{op_id}", status)

@@ -1,0 +1,39 @@
+"""One sandbox's in-memory state: companies, their behaviours, the KBM register, answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from .behaviour import Behaviour
+from .companies import BY_CODE, Company
+from .kbm import KbmRegister
+from .pricing import Quoter
+
+
+class Sandbox:
+    def __init__(self, companies: Mapping[str, Company] = BY_CODE) -> None:
+        self.companies = companies
+        self.kbm = KbmRegister()
+        self.quoter = Quoter(self.kbm)
+        self.behaviours: dict[str, Behaviour] = {}
+        self.reset_behaviours()
+        # Set at shutdown so hanging and sleeping handlers let go at once.
+        self.closing = asyncio.Event()
+
+    def default_behaviour(self, company: Company) -> Behaviour:
+        return Behaviour.default(company.latency_ms)
+
+    def reset_behaviours(self) -> None:
+        self.behaviours = {code: self.default_behaviour(c) for code, c in self.companies.items()}
+
+    def company_or_404(self, code: str, protocol: str | None = None) -> Company:
+        company = self.companies.get(code)
+        if company is None or (protocol is not None and company.protocol != protocol):
+            raise web.HTTPNotFound(text='{"error": {"code": "unknown_insurer"}}', content_type="application/json")
+        return company
+
+
+SANDBOX_KEY = web.AppKey("sandbox", Sandbox)

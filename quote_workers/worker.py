@@ -1,0 +1,140 @@
+"""Consume quote jobs, ask the insurer, store the outcome, publish the event, then ack.
+
+Ack comes last: a crash at any step before it leads to a redelivery, and every step
+is idempotent (a final quote is skipped, the outcome is written once, event ids are
+stable), so redeliveries converge on one stored outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from quote_workers.adapters.base import QuoteRequest
+from quote_workers.resilience import GuardedInsurer
+from shared.amqp import ConfirmingPublisher
+from shared.messages import MalformedJob, QuoteJob
+from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
+from shared.models import Quote, QuoteStatus
+from shared.outcomes import StatusOutcome, finalize_quote, publish_outcome
+from shared.topology import declare_job_queues
+
+log = logging.getLogger(__name__)
+
+# After a database or broker failure, wait this long before handing the job back,
+# so an outage does not turn into a hot redelivery loop.
+REQUEUE_DELAY_S = 1.0
+
+
+class QuoteWorker:
+    def __init__(
+        self,
+        insurers: Mapping[str, GuardedInsurer],
+        publisher: ConfirmingPublisher,
+        *,
+        deadline_s: float,
+        prefetch: int,
+    ) -> None:
+        self._insurers = dict(insurers)
+        self._publisher = publisher
+        self._deadline_s = deadline_s
+        self._prefetch = prefetch
+        self._channel: AbstractChannel | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.processed = 0
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self._prefetch)
+        queues = await declare_job_queues(self._channel, self._insurers, self._deadline_s)
+        for queue in queues.values():
+            self._consumers.append((queue, await queue.consume(self.handle)))
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking jobs, let in-flight ones finish for ``grace_s``, hand the rest back."""
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception:
+                log.debug("consumer cancel failed", exc_info=True)
+        self._consumers.clear()
+        if self._in_flight:
+            _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+            for task in still_running:
+                task.cancel()
+            await asyncio.gather(*still_running, return_exceptions=True)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            await self._handle(message)
+        except asyncio.CancelledError:
+            # Shutdown: hand the job back to another worker instead of dead-lettering it.
+            await message.reject(requeue=True)
+            raise
+        finally:
+            self._in_flight.discard(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = QuoteJob.from_body(message.body)
+            quote_id = uuid.UUID(job.quote_id)
+        except (MalformedJob, ValueError):
+            await self._reject_poison(message, "unreadable")
+            return
+        insurer = self._insurers.get(job.insurer_code)
+        if insurer is None:
+            await self._reject_poison(message, "unknown_insurer")
+            return
+        try:
+            quote = await Quote.filter(id=quote_id).select_related("application").first()
+        except Exception:
+            await self._requeue_later(message, job, "database unavailable")
+            return
+        if quote is None or quote.insurer_code != job.insurer_code:
+            await self._reject_poison(message, "unknown_quote")
+            return
+        if quote.status is not QuoteStatus.PENDING:
+            await message.ack()  # a redelivery of finished work
+            return
+
+        if job.remaining() <= 0:
+            outcome, attempts = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline"), 0
+        else:
+            request = QuoteRequest(str(quote.id), str(job.application_id), job.insurer_code, quote.application.payload)
+            with INSURER_CALL_SECONDS.labels(job.insurer_code).time():
+                result = await insurer.quote(request, job.deadline_epoch)
+            outcome, attempts = result.outcome, result.attempts
+
+        try:
+            finalized = await finalize_quote(quote_id, outcome, attempts=attempts)
+            published = await publish_outcome(self._publisher, finalized)
+        except Exception:
+            await self._requeue_later(message, job, "could not store or publish the outcome")
+            return
+        if finalized.recorded:
+            status = QuoteStatus.OFFERED.value if not isinstance(outcome, StatusOutcome) else outcome.status.value
+            QUOTES_FINISHED.labels(job.insurer_code, status).inc()
+        if not published:
+            log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id})
+        self.processed += 1
+        await message.ack()
+
+    async def _reject_poison(self, message: AbstractIncomingMessage, reason: str) -> None:
+        POISON_MESSAGES.labels(reason).inc()
+        log.warning("rejecting a poison job", extra={"reason": reason, "message_id": message.message_id})
+        await message.reject(requeue=False)  # dead-lettered, never looped
+
+    async def _requeue_later(self, message: AbstractIncomingMessage, job: QuoteJob, why: str) -> None:
+        log.warning("job handed back", extra={"quote_id": job.quote_id, "why": why}, exc_info=True)
+        await asyncio.sleep(REQUEUE_DELAY_S)
+        await message.reject(requeue=True)

@@ -1,0 +1,1 @@
+"""Code every service shares: settings, storage, messages, topology, the offer hub."""

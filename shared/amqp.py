@@ -1,0 +1,81 @@
+"""One robust AMQP connection per process, and a publisher that waits for confirms."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(RuntimeError):
+    """The broker did not confirm the message in time (down, blocked, or unroutable)."""
+
+
+def connection_url(amqp_url: str, name: str) -> str:
+    """Name the connection (shown in the management UI) and keep heartbeats short."""
+    parts = urlsplit(amqp_url)
+    query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
+    query.setdefault("name", f"{name}@{socket.gethostname()}")
+    query.setdefault("heartbeat", "10")
+    query.setdefault("reconnect_interval", "1")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@asynccontextmanager
+async def robust_connection(amqp_url: str, name: str) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(connection_url(amqp_url, name), timeout=10)
+    connection.reconnect_callbacks.add(lambda *_: log.warning("amqp reconnected", extra={"connection": name}))
+    connection.close_callbacks.add(lambda *_: log.info("amqp connection closed", extra={"connection": name}))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+class ConfirmingPublisher:
+    """Publishes on its own confirm channel; a message counts only once the broker confirms it."""
+
+    def __init__(self, channel: AbstractRobustChannel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    @classmethod
+    async def open(cls, connection: AbstractRobustConnection, timeout: float) -> ConfirmingPublisher:
+        # on_return_raises: an unroutable job (no queue bound) must fail, not vanish.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        return cls(channel, timeout)  # type: ignore[arg-type]
+
+    @property
+    def channel(self) -> AbstractRobustChannel:
+        return self._channel
+
+    def register(self, exchange: AbstractExchange) -> None:
+        self._exchanges[exchange.name] = exchange
+
+    async def publish(self, exchange_name: str, message: aio_pika.Message, routing_key: str = "") -> None:
+        exchange = self._exchanges[exchange_name]
+        try:
+            async with asyncio.timeout(self._timeout):
+                await exchange.publish(message, routing_key=routing_key, mandatory=True)
+        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise PublishFailed(f"publish to {exchange_name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def publish_many(self, exchange_name: str, messages: list[tuple[aio_pika.Message, str]]) -> list[bool]:
+        """Publish concurrently (confirms pipeline); True per message the broker confirmed."""
+        results: list[Any] = await asyncio.gather(
+            *(self.publish(exchange_name, message, key) for message, key in messages), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, PublishFailed):
+                raise result
+        return [not isinstance(result, BaseException) for result in results]

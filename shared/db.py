@@ -1,0 +1,87 @@
+"""Tortoise ORM configuration and lifecycle; the database's own housekeeping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from tortoise import Tortoise
+
+from shared.settings import Settings
+
+MODELS_MODULES = ["shared.models", "aerich.models"]
+
+
+def tortoise_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
+    parts = urlsplit(database_url)
+    return {
+        "connections": {
+            "default": {
+                "engine": "tortoise.backends.asyncpg",
+                "credentials": {
+                    "host": parts.hostname or "127.0.0.1",
+                    "port": parts.port or 5432,
+                    "user": parts.username or "postgres",
+                    "password": parts.password or "",
+                    "database": parts.path.lstrip("/") or "osago",
+                    "minsize": 1,
+                    "maxsize": pool_max,
+                    # A query that hangs (lock, dead server) must not hold a request forever.
+                    "command_timeout": 10,
+                },
+            }
+        },
+        "apps": {"models": {"models": MODELS_MODULES, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# Read by aerich (``[tool.aerich] tortoise_orm``); services build theirs from Settings.
+TORTOISE_ORM = tortoise_config(os.environ.get("OSAGO_DATABASE_URL", Settings.database_url))
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[None]:
+    """Tortoise for the life of one process; request tasks see it through the global fallback."""
+    await Tortoise.init(
+        config=tortoise_config(settings.database_url, pool_max=settings.db_pool_max),
+        _enable_global_fallback=True,
+    )
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+def _admin_url(database_url: str) -> tuple[str, str]:
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+async def create_database_if_missing(database_url: str) -> bool:
+    """Create the database named in the URL; True when it was created now."""
+    admin_url, name = _admin_url(database_url)
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(database_url: str) -> None:
+    admin_url, name = _admin_url(database_url)
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

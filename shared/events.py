@@ -1,0 +1,78 @@
+"""The events of API.md, built from stored rows so that a replay equals the live stream.
+
+Event ids are derived from what they describe (one final event per quote, one
+``complete`` per application), so a redelivered job or a re-published outbox row
+produces the same id and clients drop the copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from shared.models import FINAL_QUOTE_STATUSES, Application, Offer, Quote, QuoteStatus
+from shared.timefmt import iso_utc
+
+_EVENT_NAMESPACE = uuid.UUID("5b0f7a8e-4d1c-4e55-9a57-2f4f0c1f6a10")
+
+
+def quote_event_id(quote_id: uuid.UUID | str) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"quote-final:{quote_id}"))
+
+
+def complete_event_id(application_id: uuid.UUID | str) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"complete:{application_id}"))
+
+
+def format_kopecks(kopecks: int) -> str:
+    return f"{Decimal(kopecks) / 100:.2f}"
+
+
+def offer_body(offer: Offer) -> dict[str, Any]:
+    return {
+        "id": str(offer.id),
+        "premium": format_kopecks(offer.premium_kopecks),
+        "currency": "RUB",
+        "coefficients": offer.coefficients,
+        "valid_until": iso_utc(offer.valid_until),
+        "insurer_reference": offer.insurer_reference,
+    }
+
+
+def quote_final_event(quote: Quote, offer: Offer | None) -> dict[str, Any]:
+    base = {"event_id": quote_event_id(quote.id), "application_id": str(quote.application_id)}  # type: ignore[attr-defined]
+    insurer = {"code": quote.insurer_code, "name": quote.insurer_name}
+    if quote.status is QuoteStatus.OFFERED and offer is not None:
+        return {"type": "offer", **base, "insurer": insurer, "offer": offer_body(offer)}
+    return {"type": "quote_status", **base, "insurer": insurer, "status": quote.status.value, "reason": quote.reason}
+
+
+def status_counts(statuses: list[QuoteStatus]) -> dict[str, int]:
+    counted = Counter(statuses)
+    return {status.value: counted.get(status, 0) for status in FINAL_QUOTE_STATUSES}
+
+
+def complete_event(application_id: uuid.UUID | str, statuses: list[QuoteStatus]) -> dict[str, Any]:
+    counts = status_counts(statuses)
+    return {
+        "type": "complete",
+        "event_id": complete_event_id(application_id),
+        "application_id": str(application_id),
+        "offers": counts[QuoteStatus.OFFERED.value],
+        "statuses": counts,
+    }
+
+
+def stored_events(application: Application, quotes: list[Quote], offers: list[Offer]) -> list[dict[str, Any]]:
+    """Every event already stored for the application, in the order they happened."""
+    offers_by_quote = {offer.quote_id: offer for offer in offers}  # type: ignore[attr-defined]
+    final = sorted(
+        (q for q in quotes if q.status is not QuoteStatus.PENDING and q.finished_at is not None),
+        key=lambda q: (q.finished_at, q.insurer_code),
+    )
+    events = [quote_final_event(q, offers_by_quote.get(q.id)) for q in final]
+    if application.status == "complete":
+        events.append(complete_event(application.id, [q.status for q in quotes]))
+    return events

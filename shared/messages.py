@@ -1,0 +1,85 @@
+"""What travels over AMQP: quote jobs (ids only, no personal data) and events."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+
+JOB_SCHEMA_VERSION = 1
+JSON = "application/json"
+
+
+class MalformedJob(ValueError):
+    """The message body is not a quote job this version understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteJob:
+    quote_id: str
+    application_id: str
+    insurer_code: str
+    deadline_epoch: float  # seconds since the epoch, UTC
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.deadline_epoch - (time.time() if now is None else now)
+
+    def to_message(self, now: float | None = None) -> aio_pika.Message:
+        body = json.dumps(
+            {
+                "v": JOB_SCHEMA_VERSION,
+                "quote_id": self.quote_id,
+                "application_id": self.application_id,
+                "insurer": self.insurer_code,
+                "deadline": self.deadline_epoch,
+            },
+            separators=(",", ":"),
+        ).encode()
+        # A job published late by the outbox relay expires at the application's deadline,
+        # not a full queue TTL after publication.
+        remaining_ms = max(0, int(self.remaining(now) * 1000))
+        return aio_pika.Message(
+            body,
+            content_type=JSON,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=self.quote_id,
+            expiration=remaining_ms / 1000,
+        )
+
+    @classmethod
+    def from_body(cls, body: bytes) -> QuoteJob:
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or data.get("v") != JOB_SCHEMA_VERSION:
+                raise MalformedJob("unknown job schema version")
+            return cls(
+                quote_id=_require_str(data, "quote_id"),
+                application_id=_require_str(data, "application_id"),
+                insurer_code=_require_str(data, "insurer"),
+                deadline_epoch=float(data["deadline"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedJob(str(exc)) from None
+
+
+def _require_str(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise MalformedJob(f"{key} must be a non-empty string")
+    return value
+
+
+def event_message(event: dict[str, Any]) -> aio_pika.Message:
+    """An event for the offers fanout; routing metadata lets consumers route without parsing."""
+    return aio_pika.Message(
+        json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode(),
+        content_type=JSON,
+        # Events are hints backed by the database: a lost one is replayed from there.
+        delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        message_id=event["event_id"],
+        type=event["type"],
+        headers={"application_id": event["application_id"]},
+    )

@@ -1,0 +1,30 @@
+"""Prometheus metrics: one registry per process, served at /metrics by every HTTP service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter("osago_http_requests_total", "HTTP requests answered", ["service", "route", "status"])
+QUOTES_FINISHED = Counter("osago_quotes_finished_total", "Quotes given a final status", ["insurer", "status"])
+INSURER_CALL_SECONDS = Histogram(
+    "osago_insurer_call_seconds", "Duration of one insurer call", ["insurer"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+)
+POISON_MESSAGES = Counter("osago_poison_messages_total", "Jobs rejected as unreadable or unknown", ["reason"])
+BREAKER_TRANSITIONS = Counter("osago_breaker_transitions_total", "Circuit breaker state changes", ["insurer", "state"])
+
+
+async def metrics_handler(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def metrics_middleware(service: str) -> web.middleware:  # type: ignore[valid-type]
+    @web.middleware
+    async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        HTTP_REQUESTS.labels(service, route, str(response.status)).inc()
+        return response
+
+    return count

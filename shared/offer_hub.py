@@ -1,0 +1,99 @@
+"""Fans events from this instance's offers queue out to the sockets that want them.
+
+Each instance consumes its own server-named exclusive queue bound to the offers
+fanout exchange. Routing uses the message's ``application_id`` header, so events for
+applications nobody here is watching are dropped without parsing the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from shared.topology import declare_instance_offers_queue
+
+log = logging.getLogger(__name__)
+
+# A marker pushed to every subscriber after a broker reconnect: events published while
+# the queue was gone are read back from the database.
+RESYNC = ("", "resync", "")
+
+
+@dataclass(eq=False)
+class Subscription:
+    application_id: str
+    max_pending: int = 1024
+    queue: asyncio.Queue[tuple[str, str, str]] = field(init=False)
+    overflowed: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.max_pending)
+
+    def deliver(self, event_id: str, event_type: str, text: str) -> None:
+        try:
+            self.queue.put_nowait((event_id, event_type, text))
+        except asyncio.QueueFull:
+            # A client this far behind is disconnected; it replays from the database on reconnect.
+            self.overflowed = True
+
+    async def next(self) -> tuple[str, str, str]:
+        return await self.queue.get()
+
+
+class OfferHub:
+    def __init__(self) -> None:
+        self._subscriptions: dict[str, set[Subscription]] = {}
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self.delivered = 0
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=512)
+        self._queue = await declare_instance_offers_queue(channel)
+        self._consumer_tag = await self._queue.consume(self._on_message, no_ack=True)
+        connection.reconnect_callbacks.add(self._on_reconnect)
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the channel may already be gone at shutdown
+                log.debug("offers consumer cancel failed", exc_info=True)
+        self._queue = None
+
+    def subscribe(self, application_id: str) -> Subscription:
+        subscription = Subscription(application_id)
+        self._subscriptions.setdefault(application_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscriptions.get(subscription.application_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscriptions[subscription.application_id]
+
+    def subscriber_count(self, application_id: str | None = None) -> int:
+        if application_id is not None:
+            return len(self._subscriptions.get(application_id, ()))
+        return sum(len(s) for s in self._subscriptions.values())
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        application_id = headers.get("application_id")
+        subscribers = self._subscriptions.get(str(application_id)) if application_id else None
+        if not subscribers:
+            return
+        text = message.body.decode()
+        for subscription in tuple(subscribers):
+            subscription.deliver(message.message_id or "", message.type or "", text)
+        self.delivered += 1
+
+    def _on_reconnect(self, *_: object) -> None:
+        for subscribers in self._subscriptions.values():
+            for subscription in subscribers:
+                subscription.deliver(*RESYNC)

@@ -1,0 +1,79 @@
+"""What every HTTP service of ours shares: typed state, resource lifecycles, health and metrics.
+
+Each resource is one cleanup context, added in dependency order, so start-up and
+shutdown are explicit and symmetric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+from tortoise import Tortoise
+
+from shared.amqp import robust_connection
+from shared.db import database
+from shared.http_api import Handler, error_middleware, health_routes
+from shared.live_stream import LiveSockets
+from shared.metrics import metrics_handler, metrics_middleware
+from shared.offer_hub import OfferHub
+from shared.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICE_NAME = web.AppKey("service_name", str)
+AMQP = web.AppKey("amqp", AbstractRobustConnection)
+HUB = web.AppKey("hub", OfferHub)
+SOCKETS = web.AppKey("sockets", LiveSockets)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with database(app[SETTINGS]):
+        yield
+
+
+async def amqp_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    name = f"{app[SERVICE_NAME]}{settings.instance_name}"
+    async with robust_connection(settings.amqp_url, name) as connection:
+        app[AMQP] = connection
+        yield
+
+
+async def offer_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = OfferHub()
+    await hub.start(app[AMQP])
+    app[HUB] = hub
+    yield
+    await hub.stop()
+
+
+async def close_sockets(app: web.Application) -> None:
+    await app[SOCKETS].close_all()
+
+
+async def readiness(app: web.Application) -> dict[str, bool]:
+    try:
+        await Tortoise.get_connection("default").execute_query("SELECT 1")
+        database_ok = True
+    except Exception:
+        database_ok = False
+    return {"database": database_ok, "broker": AMQP in app and not app[AMQP].is_closed}
+
+
+def create_service_app(
+    service: str, settings: Settings, *, middlewares: Iterable[Handler] = ()
+) -> web.Application:
+    """An app with the database, the broker, the offer hub and the operator endpoints."""
+    app = web.Application(
+        middlewares=[metrics_middleware(service), error_middleware, *middlewares],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[SERVICE_NAME] = service
+    app[SOCKETS] = LiveSockets()
+    app.cleanup_ctx.extend([database_ctx, amqp_ctx, offer_hub_ctx])
+    app.on_shutdown.append(close_sockets)
+    app.add_routes(health_routes(lambda: readiness(app)))
+    app.router.add_get("/metrics", metrics_handler)
+    return app

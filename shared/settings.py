@@ -1,0 +1,166 @@
+"""Configuration: environment variables → one frozen object per process.
+
+Every variable has a working local default; an unknown ``OSAGO_*`` variable or a
+malformed value stops the process at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "OSAGO_"
+
+
+class SettingsError(ValueError):
+    """A configuration variable is unknown or malformed; the message names it."""
+
+
+def _parse_str(raw: str) -> str:
+    return raw
+
+
+def _parse_int(raw: str) -> int:
+    return int(raw)
+
+
+def _parse_float(raw: str) -> float:
+    return float(raw)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def _parse_csv(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"expected a {'/'.join(schemes)} URL, got {raw!r}")
+        return raw
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {}
+
+
+def env_field(default: Any, parse: Callable[[str], Any], *, secret: bool = False) -> Any:
+    """A settings field read from ``OSAGO_<FIELD_NAME>``."""
+    return field(default=default, metadata={"parse": parse, "secret": secret})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = env_field(
+        "postgres://postgres@127.0.0.1:5432/osago", _parse_url(("postgres", "postgresql"))
+    )
+    amqp_url: str = env_field("amqp://guest:guest@127.0.0.1:5672/", _parse_url(("amqp", "amqps")))
+    host: str = env_field("127.0.0.1", _parse_str)
+    # None means "the process's own default port" (see default_port()).
+    port: int | None = env_field(None, _parse_int)
+    aggregator_url: str = env_field("http://127.0.0.1:8081", _parse_url(("http", "https")))
+    sandbox_url: str = env_field("http://127.0.0.1:8090", _parse_url(("http", "https")))
+    service_token: str = env_field("local-dev-service-token", _parse_str, secret=True)
+    # Key for deriving applications' access tokens (HMAC); never stored in the database.
+    token_secret: str = env_field("local-dev-token-secret", _parse_str, secret=True)
+    quote_deadline_s: float = env_field(60.0, _parse_float)
+    insurers: tuple[str, ...] = env_field((), _parse_csv)
+    instance_name: str = env_field("", _parse_str)
+    log_level: str = env_field("INFO", _parse_str)
+    log_json: bool = env_field(True, _parse_bool)
+    # Worker: jobs in flight per worker process (AMQP prefetch across its queues).
+    worker_prefetch: int = env_field(32, _parse_int)
+    # Worker: one insurer HTTP call may take at most this long (also capped by the deadline).
+    insurer_call_timeout_s: float = env_field(20.0, _parse_float)
+    # Publishing a message waits at most this long for the broker's confirm.
+    publish_timeout_s: float = env_field(5.0, _parse_float)
+    # Aggregator: how often the outbox relay and the deadline sweeper look for work.
+    relay_interval_s: float = env_field(1.0, _parse_float)
+    # Aggregator: a pending quote is closed this long after its deadline (safety net).
+    sweeper_grace_s: float = env_field(2.0, _parse_float)
+    db_pool_max: int = env_field(10, _parse_int)
+    max_body_bytes: int = env_field(64 * 1024, _parse_int)
+    ws_heartbeat_s: float = env_field(20.0, _parse_float)
+    allowed_origins: tuple[str, ...] = env_field(
+        ("http://127.0.0.1:8080", "http://localhost:8080", "http://127.0.0.1:8180", "http://localhost:8180"),
+        _parse_csv,
+    )
+    # Browser path (no API key): requests per second per client address.
+    browser_rps: float = env_field(5.0, _parse_float)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        known = {ENV_PREFIX + f.name.upper(): f for f in dataclasses.fields(cls)}
+        unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+        if unknown:
+            raise SettingsError(f"unknown configuration variable {unknown[0]}")
+        values: dict[str, Any] = {}
+        for env_name, spec in known.items():
+            raw = environ.get(env_name)
+            if raw is None:
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{env_name} is malformed: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        positive = {
+            "quote_deadline_s": self.quote_deadline_s,
+            "worker_prefetch": self.worker_prefetch,
+            "insurer_call_timeout_s": self.insurer_call_timeout_s,
+            "publish_timeout_s": self.publish_timeout_s,
+            "relay_interval_s": self.relay_interval_s,
+            "db_pool_max": self.db_pool_max,
+            "max_body_bytes": self.max_body_bytes,
+            "browser_rps": self.browser_rps,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")
+
+    def default_port(self, fallback: int) -> int:
+        return fallback if self.port is None else self.port
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings for a start-up log line: secrets and URL passwords hidden."""
+        shown: dict[str, Any] = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if spec.metadata.get("secret"):
+                value = "***"
+            elif isinstance(value, str) and "@" in value and "://" in value:
+                parts = urlsplit(value)
+                if parts.password:
+                    value = value.replace(f":{parts.password}@", ":***@")
+            shown[spec.name] = value
+        return shown
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """Settings for a process entry point: a configuration error ends it with one clear line."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
