@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from tortoise import Tortoise
 
-from shared.settings import Settings
+from shared.settings import DEFAULT_DATABASE_URL, Settings
 
 MODELS_MODULES = ["shared.models", "aerich.models"]
 
@@ -42,7 +42,7 @@ def tortoise_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
 
 
 # Read by aerich (``[tool.aerich] tortoise_orm``); services build theirs from Settings.
-TORTOISE_ORM = tortoise_config(os.environ.get("OSAGO_DATABASE_URL", Settings.database_url))
+TORTOISE_ORM = tortoise_config(os.environ.get("OSAGO_DATABASE_URL", DEFAULT_DATABASE_URL))
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "OSAGO_"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/osago"
 
 
 class SettingsError(ValueError):
@@ -65,9 +66,7 @@ def env_field(default: Any, parse: Callable[[str], Any], *, secret: bool = False
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str = env_field(
-        "postgres://postgres@127.0.0.1:5432/osago", _parse_url(("postgres", "postgresql"))
-    )
+    database_url: str = env_field(DEFAULT_DATABASE_URL, _parse_url(("postgres", "postgresql")))
     amqp_url: str = env_field("amqp://guest:guest@127.0.0.1:5672/", _parse_url(("amqp", "amqps")))
     host: str = env_field("127.0.0.1", _parse_str)
     # None means "the process's own default port" (see default_port()).

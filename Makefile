@@ -1,0 +1,35 @@
+# The two README commands: `make run` (the whole system) and `make test` (every test).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install services migrate bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	./scripts/ensure-services.sh
+
+migrate: install services
+	$(VENV)/bin/osago-admin migrate
+
+run: migrate
+	@echo "Web page: http://127.0.0.1:8080/ (second core app: http://127.0.0.1:8180/); Ctrl-C stops everything"
+	$(VENV)/bin/honcho start -f Procfile
+
+test: install services
+	$(VENV)/bin/pytest
+
+bench: migrate
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
