@@ -33,7 +33,7 @@ async def migrate(settings: Settings) -> list[str]:
         await command.init()
         applied = await command.upgrade(run_in_transaction=True)
     finally:
-        await command.close()
+        await command.aclose()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema is current)'}")
     return applied
 

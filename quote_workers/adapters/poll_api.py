@@ -84,7 +84,7 @@ def request_body(app: ApplicationView, key: str) -> dict[str, Any]:
             "model": app.model,
             "manufactureYear": app.year,
             "enginePowerHp": app.power_hp,
-            "usage": "TAXI" if app.purpose == "taxi" else "PERSONAL",
+            "usage": app.purpose.upper(),  # the insurer's enum; an unknown purpose is its 400
         },
         "insurant": {"regionCode": app.region_code, "city": app.city, "passport": app.owner_passport},
         "driversRestricted": not app.unlimited,

@@ -127,6 +127,18 @@ async def reset_all(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Counters that show bounded memory: hung calls, live poll operations, remembered keys."""
+    sandbox = request.app[SANDBOX_KEY]
+    return _json(
+        {
+            "hanging": sandbox.hanging,
+            "poll_operations": sandbox.operations_count(),
+            "idempotency_keys": sandbox.quoter.remembered(),
+        }
+    )
+
+
 def setup(app: web.Application) -> None:
     router = app.router
     router.add_get("/sandbox/insurers", list_insurers)
@@ -137,3 +149,4 @@ def setup(app: web.Application) -> None:
     router.add_put("/sandbox/kbm/{document}", put_kbm)
     router.add_delete("/sandbox/kbm/{document}", delete_kbm)
     router.add_post("/sandbox/reset", reset_all)
+    router.add_get("/sandbox/stats", stats)

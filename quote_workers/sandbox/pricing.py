@@ -105,5 +105,5 @@ class Quoter:
         self._serials[company.code] = serial
         return f"{company.reference_prefix}-{applicant.start_date.year}-{serial:07d}"
 
-    def forget(self) -> None:
-        self._answers.clear()
+    def remembered(self) -> int:
+        return len(self._answers)

@@ -10,6 +10,7 @@ from aiohttp import web
 from .behaviour import Behaviour
 from .companies import BY_CODE, Company
 from .kbm import KbmRegister
+from .operations import Operations
 from .pricing import Quoter
 
 
@@ -18,16 +19,21 @@ class Sandbox:
         self.companies = companies
         self.kbm = KbmRegister()
         self.quoter = Quoter(self.kbm)
+        self.operations = Operations()
         self.behaviours: dict[str, Behaviour] = {}
         self.reset_behaviours()
         # Set at shutdown so hanging and sleeping handlers let go at once.
         self.closing = asyncio.Event()
+        self.hanging = 0  # handlers currently in "hang" (visible in /sandbox/stats: no leaks)
 
     def default_behaviour(self, company: Company) -> Behaviour:
         return Behaviour.default(company.latency_ms)
 
     def reset_behaviours(self) -> None:
         self.behaviours = {code: self.default_behaviour(c) for code, c in self.companies.items()}
+
+    def operations_count(self) -> int:
+        return len(self.operations)
 
     def company_or_404(self, code: str, protocol: str | None = None) -> Company:
         company = self.companies.get(code)

@@ -27,7 +27,7 @@ async def misbehave(sandbox: Sandbox, request: web.Request, action: Action) -> w
     """Wait out the latency, then perform a connection-level fault; None means "answer now"."""
     if action.kind == "hang":
         return await hang(sandbox, request)
-    await pause(sandbox, request, action.delay_s)
+    await pause(sandbox, action.delay_s)
     if action.kind == "reset":
         return reset(request)
     return None

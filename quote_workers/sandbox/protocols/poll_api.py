@@ -26,10 +26,7 @@ fault (error, hang, malformed, reset) happens on the first poll after that.
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 from decimal import Decimal
 from typing import Literal
@@ -37,15 +34,12 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..behaviour import Action
 from ..faults import hang, reset
 from ..model import Applicant, BadRequest, DriverIn, Priced, Refused, check_applicant
+from ..operations import Operation
 from ..state import SANDBOX_KEY
 from .common import read_body
 
-# Operations live this long after submission; then they are forgotten (bounded memory).
-OPERATION_TTL_S = 300.0
-MAX_OPERATIONS = 200_000
 # Insurers in Russia report Moscow time.
 _MSK = timezone(timedelta(hours=3))
 _STRICT = ConfigDict(extra="ignore", strict=True)
@@ -86,46 +80,6 @@ class SubmitBody(BaseModel):
     drivers: list[_Driver] = Field(default_factory=list, max_length=5)
 
 
-@dataclass(slots=True)
-class Operation:
-    company: str
-    created: float
-    ready_at: float
-    action: Action
-    answer: Priced | Refused | None  # None for a fault
-
-
-class Operations:
-    """Operations by id, oldest first, so expiry only looks at the head."""
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[str, Operation] = OrderedDict()
-
-    def add(self, operation: Operation) -> str:
-        self._expire(operation.created)
-        op_id = secrets.token_hex(12)
-        self._items[op_id] = operation
-        return op_id
-
-    def get(self, op_id: str, now: float) -> Operation | None:
-        operation = self._items.get(op_id)
-        if operation is None or now - operation.created > OPERATION_TTL_S:
-            return None
-        return operation
-
-    def _expire(self, now: float) -> None:
-        items = self._items
-        while items:
-            oldest = next(iter(items.values()))
-            if now - oldest.created <= OPERATION_TTL_S and len(items) < MAX_OPERATIONS:
-                break
-            items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-OPERATIONS_KEY = web.AppKey("poll_operations", Operations)
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -180,7 +134,7 @@ async def submit(request: web.Request) -> web.Response:
     elif action.kind == "refuse":
         answer = Refused("DECLINED", action.reason)
     now = time.monotonic()
-    op_id = request.app[OPERATIONS_KEY].add(Operation(company.code, now, now + action.delay_s, action, answer))
+    op_id = sandbox.operations.add(Operation(company.code, now, now + action.delay_s, action, answer))
     location = f"/poll/{company.code}/calculations/{op_id}"
     return _json(
         {"operationId": op_id, "status": "PENDING", "retryAfterMs": _retry_after_ms(action.delay_s)},
@@ -198,7 +152,7 @@ async def status(request: web.Request) -> web.StreamResponse:
     company = sandbox.company_or_404(request.match_info["code"], "poll")
     op_id = request.match_info["op_id"]
     now = time.monotonic()
-    operation = request.app[OPERATIONS_KEY].get(op_id, now)
+    operation = sandbox.operations.get(op_id, now)
     if operation is None or operation.company != company.code:
         return _json({"error": {"code": "NOT_FOUND", "message": "unknown or expired operation"}}, 404)
     if now < operation.ready_at:
@@ -236,6 +190,5 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    app[OPERATIONS_KEY] = Operations()
     app.router.add_post("/poll/{code}/calculations", submit)
     app.router.add_get("/poll/{code}/calculations/{op_id}", status)

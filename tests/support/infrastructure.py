@@ -1,0 +1,99 @@
+"""A private database and RabbitMQ vhost per test run, made and removed by the tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+
+from aggregator_api.admin import migrate
+from shared.db import drop_database
+from shared.settings import Settings
+
+POSTGRES_URL = os.environ.get("OSAGO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+AMQP_HOST = os.environ.get("OSAGO_TEST_AMQP_HOST", "127.0.0.1:5672")
+MANAGEMENT_URL = os.environ.get("OSAGO_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672")
+BROKER_USER, BROKER_PASSWORD = "guest", "guest"
+
+
+@dataclass(frozen=True)
+class RunInfrastructure:
+    database_url: str
+    amqp_url: str
+    vhost: str
+
+    def settings(self, **overrides: object) -> Settings:
+        return Settings.from_env({}, database_url=self.database_url, amqp_url=self.amqp_url, **overrides)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """Environment for a service subprocess pointed at this run's database and vhost."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OSAGO_")}
+        env.update(OSAGO_DATABASE_URL=self.database_url, OSAGO_AMQP_URL=self.amqp_url, OSAGO_LOG_JSON="true")
+        env.update(overrides)
+        return env
+
+
+class BrokerAdmin:
+    """The RabbitMQ management API, used to make vhosts and to break connections on purpose."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def _call(self, method: str, path: str, json: object | None = None) -> object:
+        async with self._session.request(
+            method,
+            f"{MANAGEMENT_URL}/api{path}",
+            json=json,
+            headers={"Authorization": aiohttp.encode_basic_auth(BROKER_USER, BROKER_PASSWORD)},
+        ) as response:
+            if response.status >= 400:
+                raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
+            return await response.json() if response.content_type == "application/json" else None
+
+    async def create_vhost(self, vhost: str) -> None:
+        await self._call("PUT", f"/vhosts/{quote(vhost, safe='')}")
+        await self._call(
+            "PUT",
+            f"/permissions/{quote(vhost, safe='')}/{BROKER_USER}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    async def delete_vhost(self, vhost: str) -> None:
+        await self._call("DELETE", f"/vhosts/{quote(vhost, safe='')}")
+
+    async def queues(self, vhost: str) -> list[dict[str, object]]:
+        result = await self._call("GET", f"/queues/{quote(vhost, safe='')}")
+        assert isinstance(result, list)
+        return result
+
+    async def connections(self, vhost: str) -> list[dict[str, object]]:
+        result = await self._call("GET", f"/vhosts/{quote(vhost, safe='')}/connections")
+        assert isinstance(result, list)
+        return result
+
+    async def close_connection(self, name: str) -> None:
+        await self._call("DELETE", f"/connections/{quote(name, safe='')}")
+
+
+@asynccontextmanager
+async def private_infrastructure() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
+    run_id = secrets.token_hex(4)
+    infrastructure = RunInfrastructure(
+        database_url=f"{POSTGRES_URL}/osago_test_{run_id}",
+        amqp_url=f"amqp://{BROKER_USER}:{BROKER_PASSWORD}@{AMQP_HOST}/osago_test_{run_id}",
+        vhost=f"osago_test_{run_id}",
+    )
+    async with aiohttp.ClientSession() as session:
+        admin = BrokerAdmin(session)
+        await admin.create_vhost(infrastructure.vhost)
+        try:
+            await migrate(infrastructure.settings())
+            yield infrastructure, admin
+        finally:
+            await drop_database(infrastructure.database_url)
+            await admin.delete_vhost(infrastructure.vhost)

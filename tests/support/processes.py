@@ -1,0 +1,100 @@
+"""Services started as real subprocesses, the way `make run` starts them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+LOG_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "logs"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    env: dict[str, str]
+    port: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        env = dict(self.env)
+        env["OSAGO_INSTANCE_NAME"] = f"-{self.name}"
+        if self.port is not None:
+            env["OSAGO_PORT"] = str(self.port)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", self.module], env=env, stdout=log, stderr=log)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until /readyz answers 200 (HTTP services) or the log says it is consuming (workers)."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+                if self.port is None:
+                    if b"worker consuming" in self.log_path.read_bytes():
+                        return
+                else:
+                    try:
+                        async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+                            if r.status == 200:
+                                return
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    async def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+def service_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
+    env = dict(base)
+    env.update(overrides)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("PATH", os.environ.get("PATH", ""))
+    return env
