@@ -38,13 +38,19 @@ async def migrate(settings: Settings) -> list[str]:
     return applied
 
 
-async def create_partner(settings: Settings, name: str, rps: float) -> str:
+async def insert_partner(name: str, requests_per_second: float) -> tuple[Partner, str]:
+    """A new partner and its API key (the key is not stored, only its hash)."""
     api_key = f"osk_{secrets.token_urlsafe(32)}"
+    partner = await Partner.create(
+        id=uuid.uuid4(), name=name, api_key_hash=hash_api_key(api_key), requests_per_second=requests_per_second
+    )
+    return partner, api_key
+
+
+async def create_partner(settings: Settings, name: str, rps: float) -> str:
     await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
-        partner = await Partner.create(
-            id=uuid.uuid4(), name=name, api_key_hash=hash_api_key(api_key), requests_per_second=rps
-        )
+        partner, api_key = await insert_partner(name, rps)
     finally:
         await Tortoise.close_connections()
     print(f"partner {partner.id} ({name}), quota {rps:g} requests/s; the API key is shown once:")

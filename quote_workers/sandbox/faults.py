@@ -22,24 +22,33 @@ def client_gone(request: web.BaseRequest) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def pause(sandbox: Sandbox, request: web.BaseRequest, delay_s: float) -> None:
-    """Sleep ``delay_s`` unless the sandbox shuts down first (latency must not block shutdown)."""
-    if delay_s <= 0:
-        return
+async def pause(sandbox: Sandbox, delay_s: float) -> bool:
+    """Sleep ``delay_s`` unless the sandbox shuts down first; True if it is shutting down.
+
+    Latency must not hold up shutdown, so the sleep is a wait on the closing event.
+    """
     if sandbox.closing.is_set():
-        return
+        return True
+    if delay_s <= 0:
+        return False
     try:
         await asyncio.wait_for(sandbox.closing.wait(), delay_s)
     except TimeoutError:
-        pass
+        return False
+    return True
 
 
 async def hang(sandbox: Sandbox, request: web.BaseRequest) -> web.StreamResponse:
-    """Never answer: hold the connection until the client leaves, then drop it."""
-    waited = 0.0
-    while waited < _HANG_MAX_S and not sandbox.closing.is_set() and not client_gone(request):
-        await asyncio.sleep(_HANG_POLL_S)
-        waited += _HANG_POLL_S
+    """Never answer: hold the connection until the client leaves (or shutdown), then drop it."""
+    sandbox.hanging += 1
+    try:
+        waited = 0.0
+        while waited < _HANG_MAX_S and not client_gone(request):
+            if await pause(sandbox, _HANG_POLL_S):
+                break
+            waited += _HANG_POLL_S
+    finally:
+        sandbox.hanging -= 1
     return reset(request)
 
 

@@ -101,9 +101,8 @@ async def test_socket_opened_mid_way_gets_every_event_exactly_once(calm_system: 
     # A socket opened after completion gets the same events again from the database.
     replayed, close_code = await calm_system.collect_events(0, created, timeout=10)
     assert close_code == 1000
-    assert [e["event_id"] for e in replayed] == [e["event_id"] for e in events] or (
-        {e["event_id"] for e in replayed} == {e["event_id"] for e in events} and replayed[-1]["type"] == "complete"
-    )
+    assert_well_formed_stream(replayed, created)
+    assert {e["event_id"] for e in replayed} == {e["event_id"] for e in events}
 
 
 async def test_strangers_get_404_before_any_frame(calm_system: RunningSystem) -> None:

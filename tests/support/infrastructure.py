@@ -28,7 +28,8 @@ class RunInfrastructure:
     vhost: str
 
     def settings(self, **overrides: object) -> Settings:
-        return Settings.from_env({}, database_url=self.database_url, amqp_url=self.amqp_url, **overrides)
+        values: dict[str, object] = {"database_url": self.database_url, "amqp_url": self.amqp_url, **overrides}
+        return Settings.from_env({}, **values)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Environment for a service subprocess pointed at this run's database and vhost."""

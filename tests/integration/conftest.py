@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from aggregator_api.app import create_app
+from tests.support.infrastructure import RunInfrastructure
+
+SERVICE_TOKEN = "integration-service-token"
+
+
+@pytest.fixture(scope="module")
+async def aggregator(infrastructure: RunInfrastructure) -> AsyncIterator[TestClient]:
+    """The aggregator API in this process, on the run's real database and vhost."""
+    settings = infrastructure.settings(service_token=SERVICE_TOKEN, quote_deadline_s=30.0, insurers=("sever", "volga", "ural"))
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
