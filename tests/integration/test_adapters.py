@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -168,40 +170,39 @@ async def test_unlimited_drivers_use_the_owner_class(http: aiohttp.ClientSession
 
 
 # --------------------------------------------------------------------------------------------
-# Untrusted answers: a hostile "insurer" on loopback (a real server, not a mock)
+# Untrusted answers: a scripted "insurer" on loopback (a real HTTP server, not a mock)
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Hostile:
+    """A loopback "insurer" that answers each JSON quote with whatever the test scripted."""
+
+    url: str
+    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+
+
 @pytest_asyncio.fixture
-async def hostile_url() -> AsyncIterator[str]:
-    """Answers whatever body the test put in ``app["answer"]`` for any JSON quote."""
-    answers: dict[str, tuple[int, bytes]] = {}
+async def hostile() -> AsyncIterator[Hostile]:
+    app = web.Application()
+    runner = web.AppRunner(app, access_log=None)
+    scripted: dict[str, tuple[int, bytes]] = {}
 
     async def handler(request: web.Request) -> web.Response:
-        status, body = answers[request.match_info["code"]]
+        status, body = scripted[request.match_info["code"]]
         return web.Response(status=status, body=body, content_type="application/json")
 
-    app = web.Application()
     app.router.add_post("/json/{code}/v1/quotes", handler)
-    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    HOSTILE_ANSWERS.clear()
-    HOSTILE_ANSWERS.append(answers)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Hostile(f"http://127.0.0.1:{runner.addresses[0][1]}", scripted)
     finally:
         await runner.cleanup()
 
 
-HOSTILE_ANSWERS: list[dict[str, tuple[int, bytes]]] = []
-
-
 def _priced(**quote: Any) -> bytes:
-    import json
-
     valid = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     base: dict[str, Any] = {
         "reference": "SEV-1", "premium": "9441.80", "currency": "RUB", "valid_until": valid,
@@ -232,14 +233,14 @@ def _priced(**quote: Any) -> bytes:
         (200, b'{"status": "refused", "refusal": {"message": ""}}', None),
     ],
 )
-async def test_untrusted_json_answers(http: aiohttp.ClientSession, hostile_url: str, status: int, body: bytes,
+async def test_untrusted_json_answers(http: aiohttp.ClientSession, hostile: Hostile, status: int, body: bytes,
                                       expected: type[Exception] | None) -> None:
-    HOSTILE_ANSWERS[0]["sever"] = (status, body)
+    hostile.answers["sever"] = (status, body)
     if expected is None:
-        assert isinstance(await ask(http, hostile_url, "sever"), InsurerOffer | InsurerDeclined)
+        assert isinstance(await ask(http, hostile.url, "sever"), InsurerOffer | InsurerDeclined)
     else:
         with pytest.raises(expected):
-            await ask(http, hostile_url, "sever")
+            await ask(http, hostile.url, "sever")
 
 
 def test_poll_and_xml_interpretation_rejects_inconsistent_answers() -> None:

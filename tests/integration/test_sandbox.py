@@ -386,9 +386,9 @@ async def test_xml_entities_are_refused(http: aiohttp.ClientSession, sandbox_url
         assert b"soap:Client" in await response.read()
 
 
-async def test_sample_application_gets_offers_from_every_insurer(http: aiohttp.ClientSession,
-                                                                 sandbox_url: str) -> None:
-    """The API.md sample at default rules: every company quotes it (protocol-agnostic check)."""
+async def test_sample_application_gets_offers_from_every_json_insurer(http: aiohttp.ClientSession,
+                                                                      sandbox_url: str) -> None:
+    """The API.md sample at default rules (all ten protocols: test_adapters.py)."""
     for insurer in CATALOGUE:
         await set_behaviour(http, sandbox_url, insurer.code, latency_ms=FAST)
     json_codes = [i.code for i in CATALOGUE if i.protocol == "json"]

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from shared.access_tokens import access_token_valid, hash_api_key, issue_access_token
+from shared.log_setup import JsonFormatter, mask_personal_data
+
+
+def test_access_token_opens_only_its_own_application() -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    token = issue_access_token(first, "secret")
+    assert access_token_valid(first, token, "secret")
+    assert not access_token_valid(second, token, "secret")
+    assert not access_token_valid(first, token, "another secret")
+    assert not access_token_valid(first, "", "secret")
+    assert not access_token_valid(first, None, "secret")
+    assert len(token) >= 40
+
+
+def test_api_keys_are_stored_as_hashes() -> None:
+    digest = hash_api_key("osk_example")
+    assert digest != "osk_example" and len(digest) == 64
+    assert hash_api_key("osk_example") == digest
+
+
+def test_personal_data_is_masked_in_log_lines() -> None:
+    text = "vin XW7BF4FK60S123456 plate А123ВС777 latin A123BC77 passport 4510 123456 licence 7701123456 sts 77ХХ123456"
+    masked = mask_personal_data(text)
+    for secret in ("XW7BF4FK60S123456", "А123ВС777", "A123BC77", "4510 123456", "7701123456", "77ХХ123456"):
+        assert secret not in masked, secret
+
+
+def test_json_log_lines_mask_extra_fields_too() -> None:
+    record = logging.makeLogRecord({"msg": "accepted", "levelname": "INFO", "vin": "XW7BF4FK60S123456"})
+    line = JsonFormatter("test").format(record)
+    entry = json.loads(line)
+    assert entry["msg"] == "accepted" and entry["vin"] == "[vin]"
