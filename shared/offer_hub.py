@@ -54,7 +54,7 @@ class OfferHub:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=512)
         self._queue = await declare_instance_offers_queue(channel)
-        self._consumer_tag = await self._queue.consume(self._on_message, no_ack=True)
+        self._consumer_tag = await self._queue.consume(self._on_message)
         connection.reconnect_callbacks.add(self._on_reconnect)
 
     async def stop(self) -> None:
@@ -83,6 +83,9 @@ class OfferHub:
         return sum(len(s) for s in self._subscriptions.values())
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # Acked on receipt: delivery to sockets is in memory, and a socket that misses an
+        # event replays it from the database. The ack keeps the prefetch window bounded.
+        await message.ack()
         headers = message.headers or {}
         application_id = headers.get("application_id")
         subscribers = self._subscriptions.get(str(application_id)) if application_id else None

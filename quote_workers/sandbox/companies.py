@@ -133,7 +133,7 @@ COMPANIES: tuple[Company, ...] = (
         rules=(RefuseTaxi("Такси страхуем только в офисе"), RefuseYoungWithClass(_YOUNG, _BAD_CLASSES)),
     ),
     Company(
-        "oka", "Ока-Авто", "poll", "OKA", Decimal("0.99"),
+        "oka", "Ока-Авто", "poll", "OKA", Decimal("0.975"),
         _regions("0.97", *MOSCOW_OBLAST), latency_ms=(200, 1400),
         rules=(RefuseOlderThan(15), RefuseRegions(frozenset(c.lstrip("0") for c in NORTH_CAUCASUS))),
     ),

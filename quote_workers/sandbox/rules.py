@@ -46,7 +46,7 @@ class RefuseRegions:
 
     @property
     def description(self) -> str:
-        return "owner registered in region " + ", ".join(sorted(self.region_codes))
+        return "owner registered in region " + ", ".join(sorted(self.region_codes, key=int))
 
     def check(self, facts: Facts) -> Refused | None:
         code = facts.applicant.region_code.lstrip("0")
@@ -90,12 +90,13 @@ class RefuseYoungWithClass:
 class RefuseInexperienced:
     experience_below: int
     age_below: int = 200  # applies at any age unless narrowed
-    reason: str = "Водители со стажем менее {years} лет не принимаются"
+    reason: str = "Водители со стажем менее {years} г. не принимаются"
 
     @property
     def description(self) -> str:
         scope = f" under {self.age_below}" if self.age_below < 200 else ""
-        return f"driver{scope} with under {self.experience_below} years' experience"
+        years = "year" if self.experience_below == 1 else "years"
+        return f"driver{scope} with under {self.experience_below} {years}' experience"
 
     def check(self, facts: Facts) -> Refused | None:
         for driver in facts.drivers:

@@ -14,7 +14,7 @@ SERVICE_TOKEN = "integration-service-token"
 @pytest.fixture(scope="module")
 async def aggregator(infrastructure: RunInfrastructure) -> AsyncIterator[TestClient]:
     """The aggregator API in this process, on the run's real database and vhost."""
-    settings = infrastructure.settings(service_token=SERVICE_TOKEN, quote_deadline_s=30.0, insurers=("sever", "volga", "ural"))
+    settings = infrastructure.settings(service_token=SERVICE_TOKEN, insurers=("sever", "volga", "ural"))
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:

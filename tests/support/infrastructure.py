@@ -19,6 +19,8 @@ POSTGRES_URL = os.environ.get("OSAGO_TEST_POSTGRES", "postgres://postgres@127.0.
 AMQP_HOST = os.environ.get("OSAGO_TEST_AMQP_HOST", "127.0.0.1:5672")
 MANAGEMENT_URL = os.environ.get("OSAGO_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672")
 BROKER_USER, BROKER_PASSWORD = "guest", "guest"
+# One deadline per run: the job queues of a vhost carry it as x-message-ttl.
+TEST_DEADLINE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,23 @@ class RunInfrastructure:
     vhost: str
 
     def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {"database_url": self.database_url, "amqp_url": self.amqp_url, **overrides}
+        values: dict[str, object] = {
+            "database_url": self.database_url,
+            "amqp_url": self.amqp_url,
+            "quote_deadline_s": TEST_DEADLINE_S,
+            **overrides,
+        }
         return Settings.from_env({}, **values)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Environment for a service subprocess pointed at this run's database and vhost."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OSAGO_")}
-        env.update(OSAGO_DATABASE_URL=self.database_url, OSAGO_AMQP_URL=self.amqp_url, OSAGO_LOG_JSON="true")
+        env.update(
+            OSAGO_DATABASE_URL=self.database_url,
+            OSAGO_AMQP_URL=self.amqp_url,
+            OSAGO_QUOTE_DEADLINE_S=str(TEST_DEADLINE_S),
+            OSAGO_LOG_JSON="true",
+        )
         env.update(overrides)
         return env
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.support.infrastructure import RunInfrastructure
+from tests.support.infrastructure import TEST_DEADLINE_S, RunInfrastructure
 from tests.support.processes import ServiceProcess, free_port, service_env
 
 SERVICE_TOKEN = "e2e-service-token"
@@ -72,7 +72,7 @@ class RunningSystem:
 
 
 async def start_system(
-    infrastructure: RunInfrastructure, session: aiohttp.ClientSession, *, deadline_s: float = 10.0, workers: int = 2
+    infrastructure: RunInfrastructure, session: aiohttp.ClientSession, *, workers: int = 2
 ) -> RunningSystem:
     sandbox_port = free_port()
     aggregator_port = free_port()
@@ -80,7 +80,6 @@ async def start_system(
         infrastructure.env(),
         OSAGO_SERVICE_TOKEN=SERVICE_TOKEN,
         OSAGO_TOKEN_SECRET=TOKEN_SECRET,
-        OSAGO_QUOTE_DEADLINE_S=str(deadline_s),
         OSAGO_SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}",
         OSAGO_AGGREGATOR_URL=f"http://127.0.0.1:{aggregator_port}",
         OSAGO_RELAY_INTERVAL_S="0.5",
@@ -94,7 +93,7 @@ async def start_system(
         aggregator=ServiceProcess("aggregator", "aggregator_api", base, aggregator_port),
         workers=[ServiceProcess(f"worker{n}", "quote_workers", base) for n in range(1, workers + 1)],
         cores=[ServiceProcess(f"core{n}", "core_app", base, port) for n, port in enumerate(core_ports, start=1)],
-        deadline_s=deadline_s,
+        deadline_s=TEST_DEADLINE_S,
         session=session,
     )
     # The aggregator declares the topology, so it starts before the workers consume.
