@@ -120,3 +120,20 @@ async def test_strangers_get_404_before_any_frame(calm_system: RunningSystem) ->
             async with calm_system.session.ws_connect(url):
                 pass
         assert refused.value.status == 404
+
+
+async def test_every_sandbox_insurer_prices_the_sample_by_its_own_base_rate(calm_system: RunningSystem) -> None:
+    status, created = await calm_system.create(1, sample_application())
+    assert status == 201
+    events, _ = await calm_system.collect_events(0, created, timeout=calm_system.deadline_s + 10)
+    assert_well_formed_stream(events, created)
+    offers = {e["insurer"]["code"]: e["offer"] for e in events if e["type"] == "offer"}
+    assert set(offers) == {i["code"] for i in await calm_system.insurers()}, "every insurer offers for the sample"
+    for offer in offers.values():
+        assert list(offer["coefficients"]) == ["TB", "KT", "KBM", "KVS", "KO", "KM", "KS", "KN"]
+        assert coefficient_product(offer["coefficients"]) == Decimal(offer["premium"])
+        assert offer["insurer_reference"] and offer["valid_until"].endswith("Z")
+    # Same application, same KT/KBM/KVS/KM...: only the insurers' base rates differ.
+    non_tb = {tuple((k, v) for k, v in o["coefficients"].items() if k != "TB") for o in offers.values()}
+    assert len(non_tb) == 1
+    assert len({o["premium"] for o in offers.values()}) >= len(offers) // 2
