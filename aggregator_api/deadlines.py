@@ -22,8 +22,9 @@ from shared.timefmt import utc_now
 
 log = logging.getLogger(__name__)
 
-NOT_PICKED_UP = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline")
-NO_ANSWER = StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline")
+NOT_PICKED_UP = StatusOutcome(QuoteStatus.TIMED_OUT, "the request expired in the queue before the insurer was asked")
+# The sweeper's reason differs from the worker's, so an operator can tell which net caught it.
+NO_OUTCOME = StatusOutcome(QuoteStatus.TIMED_OUT, "no outcome was recorded before the deadline")
 UNPROCESSABLE = StatusOutcome(QuoteStatus.FAILED, "the request could not be processed")
 SWEEP_BATCH = 500
 
@@ -71,7 +72,7 @@ async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:
     )
     closed = 0
     for quote_id in overdue:
-        result = await finalize_quote(quote_id, NO_ANSWER)
+        result = await finalize_quote(quote_id, NO_OUTCOME)
         if result.recorded:
             closed += 1
             await publish_outcome(publisher, result)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 
 import aiohttp
+from aiohttp import web
 
 from quote_workers.adapters.registry import build_adapter
 from quote_workers.resilience import BreakerPolicy, GuardedInsurer, RetryPolicy
@@ -14,7 +17,9 @@ from quote_workers.worker import QuoteWorker
 from shared import insurers as insurer_catalogue
 from shared.amqp import ConfirmingPublisher, robust_connection
 from shared.db import database
+from shared.http_api import json_response
 from shared.log_setup import configure_logging
+from shared.metrics import metrics_handler
 from shared.settings import Settings, settings_or_exit
 from shared.topology import declare_offers_exchange
 
@@ -24,14 +29,38 @@ SHUTDOWN_GRACE_S = 10.0
 log = logging.getLogger(__name__)
 
 
+@contextlib.asynccontextmanager
+async def operator_endpoints(settings: Settings) -> AsyncIterator[None]:
+    """/metrics and /healthz on OSAGO_PORT when it is set; a worker needs no port otherwise."""
+    if settings.port is None:
+        yield
+        return
+
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     try:
         served = insurer_catalogue.select(settings.insurers)
     except ValueError as exc:
         raise SystemExit(f"configuration error: OSAGO_INSURERS: {exc}") from None
-    retry = RetryPolicy(call_timeout_s=settings.insurer_call_timeout_s)
+    retry = RetryPolicy(max_tries=settings.retry_max_tries, call_timeout_s=settings.insurer_call_timeout_s)
+    breaker = BreakerPolicy(settings.breaker_failures, settings.breaker_recovery_s)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
     async with (
+        operator_endpoints(settings),
         database(settings),
         robust_connection(settings.amqp_url, f"{SERVICE}{settings.instance_name}") as connection,
         aiohttp.ClientSession(connector=connector) as session,
@@ -40,11 +69,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         publisher.register(await declare_offers_exchange(publisher.channel))
         guarded = {
             insurer.code: GuardedInsurer(
-                insurer.code, build_adapter(insurer, session, settings.sandbox_url), retry, BreakerPolicy()
+                insurer.code, build_adapter(insurer, session, settings.sandbox_url), retry, breaker
             )
             for insurer in served
         }
-        worker = QuoteWorker(guarded, publisher, deadline_s=settings.quote_deadline_s, prefetch=settings.worker_prefetch)
+        worker = QuoteWorker(
+            guarded,
+            publisher,
+            deadline_s=settings.quote_deadline_s,
+            prefetch=settings.worker_prefetch,
+            failpoint=settings.failpoint,
+        )
         await worker.start(connection)
         log.info("worker consuming", extra={"insurers": ",".join(guarded)})
         await stop.wait()

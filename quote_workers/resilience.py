@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 
 import backoff
-from circuitbreaker import STATE_CLOSED, CircuitBreaker, CircuitBreakerError
+from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, CircuitBreaker, CircuitBreakerError
 
 from quote_workers.adapters.base import (
     InsurerAdapter,
     InsurerDeclined,
     InsurerOffer,
+    MalformedAnswerError,
     PermanentInsurerError,
     QuoteRequest,
     TransientInsurerError,
@@ -55,6 +56,11 @@ class BreakerPolicy:
 class CallResult:
     outcome: Outcome
     attempts: int
+    last_error: str | None = None
+
+
+class ProbeInFlight(Exception):
+    """The circuit is half-open and another call is already probing the insurer."""
 
 
 class GuardedInsurer:
@@ -74,51 +80,75 @@ class GuardedInsurer:
         )
         self._guarded_call = self.breaker(self._adapter.request_quote)
         self._last_state = STATE_CLOSED
+        self._probing = False
 
     async def quote(self, request: QuoteRequest, deadline_epoch: float) -> CallResult:
         attempts = 0
+        last_error: str | None = None
 
         def remaining() -> float:
             return deadline_epoch - time.time()
 
         async def attempt() -> InsurerOffer | InsurerDeclined:
-            nonlocal attempts
+            nonlocal attempts, last_error
             budget = remaining()
             if budget < MIN_ATTEMPT_S:
                 raise DeadlineReached
             attempts += 1
             try:
-                return await self._guarded_call(request, timeout=min(self._retry.call_timeout_s, budget))
+                return await self._call_through_breaker(request, min(self._retry.call_timeout_s, budget))
+            except (TransientInsurerError, PermanentInsurerError) as exc:
+                last_error = exc.reason
+                raise
             finally:
                 self._note_breaker_state()
+
+        def give_up(exc: Exception) -> bool:
+            # An unreadable answer is retried once: a second one means a broken integration.
+            return isinstance(exc, MalformedAnswerError) and attempts >= 2
 
         retrying = backoff.on_exception(
             backoff.expo,
             TransientInsurerError,
             max_tries=self._retry.max_tries,
             max_time=lambda: max(0.0, remaining()),
+            giveup=give_up,
             jitter=backoff.full_jitter,
             factor=self._retry.base_delay_s,
             max_value=self._retry.max_delay_s,
             logger=None,
         )(attempt)
+
+        def result(outcome: Outcome) -> CallResult:
+            return CallResult(outcome, attempts, last_error)
+
         try:
             answer = await retrying()
-        except CircuitBreakerError:
-            return CallResult(StatusOutcome(QuoteStatus.UNAVAILABLE, "the insurer is temporarily unavailable (circuit open)"), attempts)
+        except (CircuitBreakerError, ProbeInFlight):
+            return result(StatusOutcome(QuoteStatus.UNAVAILABLE, "the insurer is temporarily unavailable (circuit open)"))
         except DeadlineReached:
-            return CallResult(StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline"), attempts)
+            return result(StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline"))
         except TransientInsurerError as exc:
             if remaining() < MIN_ATTEMPT_S:
-                return CallResult(StatusOutcome(QuoteStatus.TIMED_OUT, f"no answer before the deadline ({exc.reason})"), attempts)
-            return CallResult(StatusOutcome(QuoteStatus.FAILED, f"insurer error after {attempts} attempts: {exc.reason}"), attempts)
+                return result(StatusOutcome(QuoteStatus.TIMED_OUT, f"no answer before the deadline ({exc.reason})"))
+            return result(StatusOutcome(QuoteStatus.FAILED, f"insurer error after {attempts} attempts: {exc.reason}"))
         except PermanentInsurerError as exc:
-            return CallResult(StatusOutcome(QuoteStatus.FAILED, f"insurer error: {exc.reason}"), attempts)
+            return result(StatusOutcome(QuoteStatus.FAILED, f"insurer error: {exc.reason}"))
         if isinstance(answer, InsurerDeclined):
-            return CallResult(StatusOutcome(QuoteStatus.DECLINED, answer.reason), attempts)
-        return CallResult(
-            OfferOutcome(answer.premium, answer.coefficients, answer.insurer_reference, answer.valid_until), attempts
-        )
+            return result(StatusOutcome(QuoteStatus.DECLINED, answer.reason))
+        return result(OfferOutcome(answer.premium, answer.coefficients, answer.insurer_reference, answer.valid_until))
+
+    async def _call_through_breaker(self, request: QuoteRequest, timeout: float) -> InsurerOffer | InsurerDeclined:
+        if self.breaker.state != STATE_HALF_OPEN:
+            return await self._guarded_call(request, timeout=timeout)
+        # Half-open: the library lets every concurrent call through; one probe is enough.
+        if self._probing:
+            raise ProbeInFlight
+        self._probing = True
+        try:
+            return await self._guarded_call(request, timeout=timeout)
+        finally:
+            self._probing = False
 
     def _note_breaker_state(self) -> None:
         state = self.breaker.state

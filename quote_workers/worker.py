@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import uuid
 from collections.abc import Mapping
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 # After a database or broker failure, wait this long before handing the job back,
 # so an outage does not turn into a hot redelivery loop.
 REQUEUE_DELAY_S = 1.0
+NOT_ASKED_IN_TIME = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline")
 
 
 class QuoteWorker:
@@ -38,6 +41,7 @@ class QuoteWorker:
         *,
         deadline_s: float,
         prefetch: int,
+        failpoint: str = "",
     ) -> None:
         self._insurers = dict(insurers)
         self._publisher = publisher
@@ -46,6 +50,7 @@ class QuoteWorker:
         self._channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._failpoint = failpoint
         self.processed = 0
 
     async def start(self, connection: AbstractRobustConnection) -> None:
@@ -108,16 +113,19 @@ class QuoteWorker:
             return
 
         if job.remaining() <= 0:
-            outcome, attempts = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline"), 0
+            outcome, attempts, last_error = NOT_ASKED_IN_TIME, 0, None
         else:
             request = QuoteRequest(str(quote.id), str(job.application_id), job.insurer_code, quote.application.payload)
             with INSURER_CALL_SECONDS.labels(job.insurer_code).time():
                 result = await insurer.quote(request, job.deadline_epoch)
-            outcome, attempts = result.outcome, result.attempts
+            outcome, attempts, last_error = result.outcome, result.attempts, result.last_error
+        self._crash_if("after_insurer")
 
         try:
-            finalized = await finalize_quote(quote_id, outcome, attempts=attempts)
+            finalized = await finalize_quote(quote_id, outcome, attempts=attempts, last_error=last_error)
+            self._crash_if("after_db")
             published = await publish_outcome(self._publisher, finalized)
+            self._crash_if("after_publish")
         except Exception:
             await self._requeue_later(message, job, "could not store or publish the outcome")
             return
@@ -128,6 +136,12 @@ class QuoteWorker:
             log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id})
         self.processed += 1
         await message.ack()
+
+    def _crash_if(self, step: str) -> None:
+        """Fault injection for the exactly-once tests: die here, as a crash would, with no cleanup."""
+        if self._failpoint == step:
+            log.warning("failpoint reached; killing this worker", extra={"failpoint": step})
+            os.kill(os.getpid(), signal.SIGKILL)
 
     async def _reject_poison(self, message: AbstractIncomingMessage, reason: str) -> None:
         POISON_MESSAGES.labels(reason).inc()

@@ -63,7 +63,9 @@ def to_kopecks(premium: Decimal) -> int:
     return int((premium * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-async def finalize_quote(quote_id: uuid.UUID, outcome: Outcome, *, attempts: int | None = None) -> FinalizeResult:
+async def finalize_quote(
+    quote_id: uuid.UUID, outcome: Outcome, *, attempts: int | None = None, last_error: str | None = None
+) -> FinalizeResult:
     async with in_transaction() as conn:
         quote = await Quote.get_or_none(id=quote_id).using_db(conn)
         if quote is None:
@@ -80,6 +82,8 @@ async def finalize_quote(quote_id: uuid.UUID, outcome: Outcome, *, attempts: int
         updates: dict[str, Any] = {"status": status, "reason": reason, "finished_at": now}
         if attempts is not None:
             updates["attempts"] = attempts
+        if last_error is not None:
+            updates["last_error"] = last_error[:500]
         changed = await Quote.filter(id=quote_id, status=QuoteStatus.PENDING).using_db(conn).update(**updates)
         if not changed:
             return FinalizeResult(recorded=False, quote_id=quote_id, application_id=application.id)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "OSAGO_"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/osago"
+FAILPOINTS = frozenset({"", "after_insurer", "after_db", "after_publish"})
 
 
 class SettingsError(ValueError):
@@ -85,6 +86,14 @@ class Settings:
     worker_prefetch: int = env_field(32, _parse_int)
     # Worker: one insurer HTTP call may take at most this long (also capped by the deadline).
     insurer_call_timeout_s: float = env_field(20.0, _parse_float)
+    # Worker: tries per insurer call for transient failures (a malformed answer is retried once).
+    retry_max_tries: int = env_field(3, _parse_int)
+    # Worker: consecutive transient failures that open an insurer's circuit, and how long it stays open.
+    breaker_failures: int = env_field(5, _parse_int)
+    breaker_recovery_s: float = env_field(30.0, _parse_float)
+    # Fault injection for tests: the worker SIGKILLs itself at this step of its first job
+    # ("after_insurer", "after_db", "after_publish"); empty in production.
+    failpoint: str = env_field("", _parse_str)
     # Publishing a message waits at most this long for the broker's confirm.
     publish_timeout_s: float = env_field(5.0, _parse_float)
     # Aggregator: how often the outbox relay and the deadline sweeper look for work.
@@ -132,10 +141,15 @@ class Settings:
             "db_pool_max": self.db_pool_max,
             "max_body_bytes": self.max_body_bytes,
             "browser_rps": self.browser_rps,
+            "retry_max_tries": self.retry_max_tries,
+            "breaker_failures": self.breaker_failures,
+            "breaker_recovery_s": self.breaker_recovery_s,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
+        if self.failpoint not in FAILPOINTS:
+            raise SettingsError(f"{ENV_PREFIX}FAILPOINT must be one of {sorted(FAILPOINTS)}, got {self.failpoint!r}")
         if self.port is not None and not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")
 

@@ -50,6 +50,10 @@ class TransientInsurerError(InsurerError):
     """Worth retrying: timeout, 5xx, connection error, (once) a malformed answer."""
 
 
+class MalformedAnswerError(TransientInsurerError):
+    """The answer could not be read (bad JSON/XML); worth one more try, not more."""
+
+
 class PermanentInsurerError(InsurerError):
     """Retrying cannot help: 4xx other than 408/429, an absurd premium, a broken contract."""
 

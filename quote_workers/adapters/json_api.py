@@ -24,7 +24,13 @@ from ._common import (
     read_capped,
     view_application,
 )
-from .base import InsurerDeclined, InsurerOffer, PermanentInsurerError, QuoteRequest, TransientInsurerError
+from .base import (
+    InsurerDeclined,
+    InsurerOffer,
+    MalformedAnswerError,
+    PermanentInsurerError,
+    QuoteRequest,
+)
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
 
@@ -76,7 +82,7 @@ def interpret(raw: bytes) -> InsurerOffer | InsurerDeclined:
         answer = _Answer.model_validate_json(raw)
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors(include_input=False)):
-            raise TransientInsurerError("insurer answer is not valid JSON") from None
+            raise MalformedAnswerError("insurer answer is not valid JSON") from None
         raise PermanentInsurerError("insurer answer does not match the contract") from None
     if answer.status == "refused":
         if answer.refusal is None:

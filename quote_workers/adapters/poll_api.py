@@ -28,7 +28,14 @@ from ._common import (
     read_capped,
     view_application,
 )
-from .base import InsurerDeclined, InsurerOffer, PermanentInsurerError, QuoteRequest, TransientInsurerError
+from .base import (
+    InsurerDeclined,
+    InsurerOffer,
+    MalformedAnswerError,
+    PermanentInsurerError,
+    QuoteRequest,
+    TransientInsurerError,
+)
 
 # Our own pacing when the insurer gives no hint: start quick, back off gently.
 FIRST_POLL_S = 0.05
@@ -100,7 +107,7 @@ def parse_status(raw: bytes) -> _Status:
         return _Status.model_validate_json(raw)
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors(include_input=False)):
-            raise TransientInsurerError("insurer answer is not valid JSON") from None
+            raise MalformedAnswerError("insurer answer is not valid JSON") from None
         raise PermanentInsurerError("insurer answer does not match the contract") from None
 
 

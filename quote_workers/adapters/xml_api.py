@@ -26,7 +26,14 @@ from ._common import (
     read_capped,
     view_application,
 )
-from .base import InsurerDeclined, InsurerOffer, PermanentInsurerError, QuoteRequest, TransientInsurerError
+from .base import (
+    InsurerDeclined,
+    InsurerOffer,
+    MalformedAnswerError,
+    PermanentInsurerError,
+    QuoteRequest,
+    TransientInsurerError,
+)
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 CALC_NS = "urn:sandbox:osago:calc:1"
@@ -66,7 +73,7 @@ def _parse(raw: bytes) -> Element:
     except DefusedXmlException:
         raise PermanentInsurerError("insurer answer uses forbidden XML features") from None
     except (ParseError, ValueError):
-        raise TransientInsurerError("insurer answer is not well-formed XML") from None
+        raise MalformedAnswerError("insurer answer is not well-formed XML") from None
 
 
 def _fault(fault: Element) -> PermanentInsurerError | TransientInsurerError:
