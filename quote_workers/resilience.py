@@ -94,6 +94,8 @@ class GuardedInsurer:
             budget = remaining()
             if budget < MIN_ATTEMPT_S:
                 raise DeadlineReached
+            if self.breaker.opened:
+                raise CircuitBreakerError(self.breaker)  # fail fast: the insurer is not called
             attempts += 1
             try:
                 return await self._call_through_breaker(request, min(self._retry.call_timeout_s, budget))

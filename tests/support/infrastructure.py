@@ -28,12 +28,13 @@ class RunInfrastructure:
     database_url: str
     amqp_url: str
     vhost: str
+    deadline_s: float = TEST_DEADLINE_S
 
     def settings(self, **overrides: object) -> Settings:
         values: dict[str, object] = {
             "database_url": self.database_url,
             "amqp_url": self.amqp_url,
-            "quote_deadline_s": TEST_DEADLINE_S,
+            "quote_deadline_s": self.deadline_s,
             **overrides,
         }
         return Settings.from_env({}, **values)
@@ -44,7 +45,7 @@ class RunInfrastructure:
         env.update(
             OSAGO_DATABASE_URL=self.database_url,
             OSAGO_AMQP_URL=self.amqp_url,
-            OSAGO_QUOTE_DEADLINE_S=str(TEST_DEADLINE_S),
+            OSAGO_QUOTE_DEADLINE_S=str(self.deadline_s),
             OSAGO_LOG_JSON="true",
         )
         env.update(overrides)
@@ -94,12 +95,15 @@ class BrokerAdmin:
 
 
 @asynccontextmanager
-async def private_infrastructure() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
+async def private_infrastructure(
+    deadline_s: float = TEST_DEADLINE_S,
+) -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
     run_id = secrets.token_hex(4)
     infrastructure = RunInfrastructure(
         database_url=f"{POSTGRES_URL}/osago_test_{run_id}",
         amqp_url=f"amqp://{BROKER_USER}:{BROKER_PASSWORD}@{AMQP_HOST}/osago_test_{run_id}",
         vhost=f"osago_test_{run_id}",
+        deadline_s=deadline_s,
     )
     async with aiohttp.ClientSession() as session:
         admin = BrokerAdmin(session)

@@ -29,7 +29,10 @@ class ServiceProcess:
     module: str
     env: dict[str, str]
     port: int | None = None
+    # Readiness for processes without /readyz (workers): a line their log prints once consuming.
+    ready_marker: bytes | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _log_offset: int = field(default=0, init=False)
 
     @property
     def url(self) -> str:
@@ -43,7 +46,8 @@ class ServiceProcess:
     def start(self) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         env = dict(self.env)
-        env["OSAGO_INSTANCE_NAME"] = f"-{self.name}"
+        env.setdefault("OSAGO_INSTANCE_NAME", f"-{self.name}")
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         if self.port is not None:
             env["OSAGO_PORT"] = str(self.port)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
@@ -57,8 +61,8 @@ class ServiceProcess:
                 assert self.process is not None
                 if self.process.poll() is not None:
                     raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-                if self.port is None:
-                    if b"worker consuming" in self.log_path.read_bytes():
+                if self.ready_marker is not None:
+                    if self.ready_marker in self.log_since_start():
                         return
                 else:
                     try:
@@ -69,6 +73,11 @@ class ServiceProcess:
                         pass
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def log_since_start(self) -> bytes:
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read()
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None

@@ -9,9 +9,10 @@ from typing import Any
 
 import aiohttp
 
-from tests.support.infrastructure import TEST_DEADLINE_S, RunInfrastructure
+from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import ServiceProcess, free_port, service_env
 
+WORKER_READY = b"worker consuming"
 SERVICE_TOKEN = "e2e-service-token"
 TOKEN_SECRET = "e2e-token-secret"
 
@@ -91,9 +92,12 @@ async def start_system(
     system = RunningSystem(
         sandbox=ServiceProcess("sandbox", "quote_workers.sandbox", base, sandbox_port),
         aggregator=ServiceProcess("aggregator", "aggregator_api", base, aggregator_port),
-        workers=[ServiceProcess(f"worker{n}", "quote_workers", base) for n in range(1, workers + 1)],
+        workers=[
+            ServiceProcess(f"worker{n}", "quote_workers", base, ready_marker=WORKER_READY)
+            for n in range(1, workers + 1)
+        ],
         cores=[ServiceProcess(f"core{n}", "core_app", base, port) for n, port in enumerate(core_ports, start=1)],
-        deadline_s=TEST_DEADLINE_S,
+        deadline_s=infrastructure.deadline_s,
         session=session,
     )
     # The aggregator declares the topology, so it starts before the workers consume.

@@ -1,0 +1,55 @@
+"""Fault tests: each module gets its own database and vhost (its own queue TTL), and each
+test its own cluster of real processes, so killing things never disturbs another test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+
+from shared.db import database
+from tests.support.cluster import Cluster
+from tests.support.infrastructure import BrokerAdmin, RunInfrastructure, private_infrastructure
+
+FAULT_DEADLINE_S = 6.0
+
+
+@pytest.fixture(scope="module")
+async def fault_env() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
+    async with private_infrastructure(deadline_s=FAULT_DEADLINE_S) as (infrastructure, admin):
+        # The test process reads the database to check what the services stored.
+        async with database(infrastructure.settings()):
+            yield infrastructure, admin
+
+
+@pytest.fixture(scope="module")
+def fault_infrastructure(fault_env: tuple[RunInfrastructure, BrokerAdmin]) -> RunInfrastructure:
+    return fault_env[0]
+
+
+@pytest.fixture(scope="module")
+def fault_broker(fault_env: tuple[RunInfrastructure, BrokerAdmin]) -> BrokerAdmin:
+    return fault_env[1]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def make_cluster(
+    fault_infrastructure: RunInfrastructure, http: aiohttp.ClientSession
+) -> AsyncIterator[Callable[..., Cluster]]:
+    clusters: list[Cluster] = []
+
+    def make(**env: str) -> Cluster:
+        cluster = Cluster(fault_infrastructure, http, **env)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        await cluster.stop()
