@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -37,7 +38,7 @@ async def operator_endpoints(settings: Settings) -> AsyncIterator[None]:
         return
 
     async def healthz(_: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
+        return json_response({"status": "ok", "pid": os.getpid()})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)

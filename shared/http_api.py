@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -120,7 +121,8 @@ def _reject_constant(name: str) -> Any:
 
 def health_routes(ready_check: Callable[[], Awaitable[dict[str, bool]]]) -> list[web.RouteDef]:
     async def healthz(_: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
+        # The pid lets a supervisor (and the tests) check it reached the process it started.
+        return json_response({"status": "ok", "pid": os.getpid()})
 
     async def readyz(_: web.Request) -> web.Response:
         checks = await ready_check()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
 
 from shared.settings import Settings
@@ -13,7 +15,7 @@ from .state import SANDBOX_KEY, Sandbox
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def _on_shutdown(app: web.Application) -> None:

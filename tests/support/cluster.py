@@ -26,17 +26,16 @@ class Cluster:
         self.session = session
         self.sandbox_port = free_port()
         self.aggregator_port = free_port()
-        self.base_env = service_env(
-            infrastructure.env(),
-            OSAGO_SERVICE_TOKEN=SERVICE_TOKEN,
-            OSAGO_TOKEN_SECRET=TOKEN_SECRET,
-            OSAGO_SANDBOX_URL=f"http://127.0.0.1:{self.sandbox_port}",
-            OSAGO_AGGREGATOR_URL=f"http://127.0.0.1:{self.aggregator_port}",
-            OSAGO_RELAY_INTERVAL_S="0.5",
-            OSAGO_SWEEPER_GRACE_S="1",
-            OSAGO_BROWSER_RPS="1000",
-            **env,
-        )
+        defaults = {
+            "OSAGO_SERVICE_TOKEN": SERVICE_TOKEN,
+            "OSAGO_TOKEN_SECRET": TOKEN_SECRET,
+            "OSAGO_SANDBOX_URL": f"http://127.0.0.1:{self.sandbox_port}",
+            "OSAGO_AGGREGATOR_URL": f"http://127.0.0.1:{self.aggregator_port}",
+            "OSAGO_RELAY_INTERVAL_S": "0.5",
+            "OSAGO_SWEEPER_GRACE_S": "1",
+            "OSAGO_BROWSER_RPS": "1000",
+        }
+        self.base_env = service_env(infrastructure.env(), **{**defaults, **env})
         self.processes: list[ServiceProcess] = []
 
     def _add(self, process: ServiceProcess) -> ServiceProcess:

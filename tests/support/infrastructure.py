@@ -85,6 +85,9 @@ class BrokerAdmin:
         assert isinstance(result, list)
         return result
 
+    async def purge_queue(self, vhost: str, queue: str) -> None:
+        await self._call("DELETE", f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}/contents")
+
     async def connections(self, vhost: str) -> list[dict[str, object]]:
         result = await self._call("GET", f"/vhosts/{quote(vhost, safe='')}/connections")
         assert isinstance(result, list)

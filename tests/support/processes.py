@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,10 +18,19 @@ import aiohttp
 LOG_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "logs"
 
 
+# Outside the kernel's ephemeral range (32768-60999), where outgoing connections would race us.
+_PORT_RANGE = (20000, 30000)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    while True:
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -67,12 +77,21 @@ class ServiceProcess:
                 else:
                     try:
                         async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r:
-                            if r.status == 200:
+                            if r.status == 200 and await self._answered_by_own_process(session):
                                 return
                     except (aiohttp.ClientError, asyncio.TimeoutError):
                         pass
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    async def _answered_by_own_process(self, session: aiohttp.ClientSession) -> bool:
+        """Another run may have taken the port first: check the pid behind it."""
+        async with session.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as response:
+            if response.status != 200:
+                return False
+            body = await response.json()
+        assert self.process is not None
+        return body.get("pid", self.process.pid) == self.process.pid
 
     def log_since_start(self) -> bytes:
         with self.log_path.open("rb") as log:
