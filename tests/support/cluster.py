@@ -50,8 +50,11 @@ class Cluster:
             ServiceProcess(name, "aggregator_api", {**self.base_env, **env}, self.aggregator_port)
         )
 
-    def worker(self, name: str, **env: str) -> ServiceProcess:
-        return self._add(ServiceProcess(name, "quote_workers", {**self.base_env, **env}, ready_marker=WORKER_READY))
+    def worker(self, name: str, *, metrics_port: bool = False, **env: str) -> ServiceProcess:
+        port = free_port() if metrics_port else None
+        return self._add(
+            ServiceProcess(name, "quote_workers", {**self.base_env, **env}, port, ready_marker=WORKER_READY)
+        )
 
     def core(self, name: str, **env: str) -> ServiceProcess:
         return self._add(ServiceProcess(name, "core_app", {**self.base_env, **env}, free_port()))
