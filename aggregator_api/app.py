@@ -13,7 +13,7 @@ from aggregator_api.outbox import relay_once
 from aggregator_api.typedefs import AMQP, INSURERS, PUBLISHER, SETTINGS
 from shared import insurers as insurer_catalogue
 from shared.access import bearer_token
-from shared.amqp import ConfirmingPublisher
+from shared.amqp import ConfirmingPublisher, close_within
 from shared.http_api import ApiError, Handler
 from shared.periodic import background
 from shared.service_app import create_service_app
@@ -48,7 +48,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher.register(await declare_offers_exchange(publisher.channel))
     app[PUBLISHER] = publisher
     yield
-    await publisher.channel.close()
+    await close_within(publisher.channel.close, "publisher channel", connection=app[AMQP])
 
 
 async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -62,8 +62,8 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
         background("deadline-sweeper", settings.relay_interval_s, lambda: sweep_once(publisher, settings.sweeper_grace_s)),
     ):
         yield
-    await dead_queue.cancel(consumer_tag)
-    await channel.close()
+    await close_within(lambda: dead_queue.cancel(consumer_tag), "dead jobs consumer", connection=app[AMQP])
+    await close_within(channel.close, "dead jobs channel", connection=app[AMQP])
 
 
 def create_app(settings: Settings) -> web.Application:

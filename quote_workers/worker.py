@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from quote_workers.adapters.base import QuoteRequest
 from quote_workers.resilience import GuardedInsurer
-from shared.amqp import ConfirmingPublisher
+from shared.amqp import ConfirmingPublisher, close_within
 from shared.messages import MalformedJob, QuoteJob
 from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
 from shared.models import Quote, QuoteStatus
@@ -51,9 +51,11 @@ class QuoteWorker:
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failpoint = failpoint
+        self._connection: AbstractRobustConnection | None = None
         self.processed = 0
 
     async def start(self, connection: AbstractRobustConnection) -> None:
+        self._connection = connection
         self._channel = await connection.channel()
         await self._channel.set_qos(prefetch_count=self._prefetch)
         queues = await declare_job_queues(self._channel, self._insurers, self._deadline_s)
@@ -63,10 +65,7 @@ class QuoteWorker:
     async def stop(self, grace_s: float) -> None:
         """Stop taking jobs, let in-flight ones finish for ``grace_s``, hand the rest back."""
         for queue, tag in self._consumers:
-            try:
-                await queue.cancel(tag)
-            except Exception:
-                log.debug("consumer cancel failed", exc_info=True)
+            await close_within(lambda: queue.cancel(tag), f"consumer of {queue.name}", connection=self._connection)
         self._consumers.clear()
         if self._in_flight:
             _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace_s)
@@ -74,7 +73,7 @@ class QuoteWorker:
                 task.cancel()
             await asyncio.gather(*still_running, return_exceptions=True)
         if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+            await close_within(self._channel.close, "worker channel", connection=self._connection)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -38,7 +38,29 @@ async def robust_connection(amqp_url: str, name: str) -> AsyncIterator[AbstractR
     try:
         yield connection
     finally:
-        await connection.close()
+        await close_within(connection.close, "amqp connection")
+
+
+# Closing talks to the broker; when it is unreachable, shutdown must not wait for it.
+CLOSE_TIMEOUT_S = 3.0
+
+
+async def close_within(
+    close: Callable[[], Awaitable[object]],
+    what: str,
+    *,
+    connection: AbstractRobustConnection | None = None,
+    timeout: float = CLOSE_TIMEOUT_S,
+) -> None:
+    """Run ``close`` unless the broker is out of reach (it dropped our channels already)."""
+    if connection is not None and not connection.connected.is_set():
+        log.info("closing skipped: broker unreachable", extra={"what": what})
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await close()
+    except Exception as exc:  # TimeoutError included: the broker is gone, and so are we
+        log.info("closing gave up", extra={"what": what, "error": type(exc).__name__})
 
 
 class ConfirmingPublisher:

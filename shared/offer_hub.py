@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
+from shared.amqp import close_within
 from shared.topology import declare_instance_offers_queue
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,11 @@ class OfferHub:
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
+        self._connection: AbstractRobustConnection | None = None
         self.delivered = 0
 
     async def start(self, connection: AbstractRobustConnection) -> None:
+        self._connection = connection
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=512)
         self._queue = await declare_instance_offers_queue(channel)
@@ -59,10 +62,8 @@ class OfferHub:
 
     async def stop(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:
-            try:
-                await self._queue.cancel(self._consumer_tag)
-            except Exception:  # the channel may already be gone at shutdown
-                log.debug("offers consumer cancel failed", exc_info=True)
+            queue, tag = self._queue, self._consumer_tag
+            await close_within(lambda: queue.cancel(tag), "offers consumer", connection=self._connection)
         self._queue = None
 
     def subscribe(self, application_id: str) -> Subscription:
