@@ -25,7 +25,11 @@ run: migrate
 	@echo "Web page: http://127.0.0.1:8080/ (second core app: http://127.0.0.1:8180/); Ctrl-C stops everything"
 	$(VENV)/bin/honcho start -f Procfile
 
+# Browser tests drive Debian's chromium through Playwright (browser downloads are not possible here).
+CHROMIUM := /usr/bin/chromium
+
 test: install services
+	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(VENV)/bin/pytest
 
 bench: migrate
