@@ -8,59 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-from core_app.quotas import retry_after_header
-from core_app.typedefs import AGGREGATOR, HUB, QUOTAS, SETTINGS, SOCKETS
+from core_app.gate import admit
+from core_app.typedefs import AGGREGATOR, HUB, SETTINGS, SOCKETS
 from shared.access import bearer_token, readable_application
-from shared.access_tokens import hash_api_key
 from shared.http_api import ApiError, dumps, read_json_body, service_unavailable
 from shared.live_stream import stream_offers
-from shared.models import Partner
 
 log = logging.getLogger(__name__)
 
-routes = web.RouteTableDef()
-
 FORWARDED_RESPONSE_HEADERS = ("Retry-After", "Location", "Idempotent-Replayed")
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    """Who is calling: a partner (by API key) or a browser (by address)."""
-
-    scope: str
-    partner_id: str | None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        headers = {"X-Osago-Client-Scope": self.scope}
-        if self.partner_id is not None:
-            headers["X-Osago-Partner-Id"] = self.partner_id
-        return headers
-
-
-async def identify(request: web.Request) -> tuple[Client, float]:
-    """The caller and its quota in requests per second; 401 for an unknown API key."""
-    api_key = request.headers.get("X-API-Key")
-    if api_key is None:
-        address = request.remote or "unknown"
-        return Client(f"browser:{address}", None), request.app[SETTINGS].browser_rps
-    partner = await Partner.get_or_none(api_key_hash=hash_api_key(api_key), active=True)
-    if partner is None:
-        raise ApiError(401, "unauthorized", "the API key is not valid")
-    return Client(f"partner:{partner.id}", str(partner.id)), partner.requests_per_second
-
-
-async def admit(request: web.Request) -> Client:
-    client, rate = await identify(request)
-    wait_s = await request.app[QUOTAS].try_acquire(client.scope, rate)
-    if wait_s is not None:
-        raise ApiError(429, "rate_limited", "too many requests; slow down", headers=retry_after_header(wait_s))
-    return client
 
 
 async def forward(
@@ -84,7 +44,6 @@ async def forward(
         raise service_unavailable("the quoting service") from None
 
 
-@routes.post("/api/v1/applications")
 async def create_application(request: web.Request) -> web.Response:
     client = await admit(request)
     body = await read_json_body(request, request.app[SETTINGS].max_body_bytes)
@@ -94,7 +53,6 @@ async def create_application(request: web.Request) -> web.Response:
     return await forward(request, "POST", "/api/v1/applications", headers=headers, body=dumps(body).encode())
 
 
-@routes.get("/api/v1/applications/{application_id}")
 async def get_application(request: web.Request) -> web.Response:
     client = await admit(request)
     headers = client.headers
@@ -104,10 +62,12 @@ async def get_application(request: web.Request) -> web.Response:
     return await forward(request, "GET", f"/api/v1/applications/{request.match_info['application_id']}", headers=headers)
 
 
-@routes.get("/api/v1/applications/{application_id}/offers")
 async def offers_socket(request: web.Request) -> web.StreamResponse:
+    """The live stream; every refusal (403, 401, 429, 404) is an HTTP answer before the upgrade."""
     settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
+    # Browsers always send Origin on a WebSocket; other pages must not read our streams
+    # with the visitor's network position (cross-site WebSocket hijacking).
     if origin is not None and origin not in settings.allowed_origins:
         raise ApiError(403, "forbidden_origin", "this origin may not open offer streams")
     client = await admit(request)
@@ -120,5 +80,12 @@ async def offers_socket(request: web.Request) -> web.StreamResponse:
     if application is None:
         raise ApiError(404, "not_found", "no such application")
     return await stream_offers(
-        request, request.app[HUB], request.app[SOCKETS], application.id, heartbeat=settings.ws_heartbeat_s
+        request,
+        request.app[HUB],
+        request.app[SOCKETS],
+        application.id,
+        heartbeat=settings.ws_heartbeat_s,
+        max_message_bytes=settings.ws_max_message_bytes,
+        idle_timeout=settings.ws_idle_timeout_s,
+        max_per_application=settings.ws_max_sockets_per_application,
     )

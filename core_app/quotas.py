@@ -23,8 +23,11 @@ class QuotaBook:
     async def try_acquire(self, key: str, requests_per_second: float) -> float | None:
         """None when the request may go ahead, else the seconds to wait before retrying."""
         limiter = self._limiters.get(key)
-        if limiter is None or limiter.max_rate != _capacity(requests_per_second):
-            limiter = AsyncLimiter(_capacity(requests_per_second), _capacity(requests_per_second) / requests_per_second)
+        capacity = _capacity(requests_per_second)
+        period = capacity / requests_per_second
+        # A changed quota (an operator edited the partner) takes effect with a fresh bucket.
+        if limiter is None or limiter.max_rate != capacity or limiter.time_period != period:
+            limiter = AsyncLimiter(capacity, period)
             self._limiters[key] = limiter
             if len(self._limiters) > MAX_TRACKED_CLIENTS:
                 self._limiters.popitem(last=False)

@@ -57,6 +57,19 @@ async def load_snapshot(application: Application) -> ApplicationSnapshot:
     return ApplicationSnapshot(application, list(quotes), list(offers))
 
 
+async def load_snapshots(applications: list[Application]) -> list[ApplicationSnapshot]:
+    """Snapshots of many applications in two queries (a list page), in the order given."""
+    ids = [application.id for application in applications]
+    quotes: dict[uuid.UUID, list[Quote]] = {application_id: [] for application_id in ids}
+    offers: dict[uuid.UUID, list[Offer]] = {application_id: [] for application_id in ids}
+    if ids:
+        for quote in await Quote.filter(application_id__in=ids).order_by("insurer_code"):
+            quotes[quote.application_id].append(quote)  # type: ignore[attr-defined]
+        for offer in await Offer.filter(application_id__in=ids):
+            offers[offer.application_id].append(offer)  # type: ignore[attr-defined]
+    return [ApplicationSnapshot(a, quotes[a.id], offers[a.id]) for a in applications]
+
+
 async def reload_snapshot(application_id: uuid.UUID) -> ApplicationSnapshot | None:
     application = await Application.get_or_none(id=application_id)
     return None if application is None else await load_snapshot(application)

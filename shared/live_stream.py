@@ -17,11 +17,14 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from shared.application_view import reload_snapshot
+from shared.http_api import ApiError
 from shared.offer_hub import OfferHub, Subscription
 
 log = logging.getLogger(__name__)
 
 CLIENT_MESSAGE_LIMIT = 4096  # clients have nothing to say but pings
+# Seconds a client refused for too many sockets should wait: long enough for a tab to close.
+TOO_MANY_STREAMS_RETRY_S = 5
 
 
 class LiveSockets:
@@ -50,9 +53,29 @@ async def stream_offers(
     application_id: uuid.UUID,
     *,
     heartbeat: float,
+    max_message_bytes: int = CLIENT_MESSAGE_LIMIT,
+    idle_timeout: float | None = None,
+    max_per_application: int | None = None,
 ) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=CLIENT_MESSAGE_LIMIT)
-    subscription = hub.subscribe(str(application_id))
+    """Stream one application's events; refuses before the upgrade when the per-application cap is reached.
+
+    ``heartbeat`` 0 sends no pings. ``idle_timeout`` closes a socket whose client sent no
+    frame at all (a pong counts) for that long, with 1008; a frame over
+    ``max_message_bytes`` closes it with 1009.
+    """
+    key = str(application_id)
+    # No await between this check and subscribe(): the count cannot change in between.
+    if max_per_application is not None and hub.subscriber_count(key) >= max_per_application:
+        raise ApiError(
+            429,
+            "too_many_streams",
+            f"at most {max_per_application} live streams of one application may be open here; close one first",
+            headers={"Retry-After": str(TOO_MANY_STREAMS_RETRY_S)},
+        )
+    ws = web.WebSocketResponse(
+        heartbeat=heartbeat or None, max_msg_size=max_message_bytes, receive_timeout=idle_timeout or None
+    )
+    subscription = hub.subscribe(key)
     try:
         await ws.prepare(request)
         sockets.add(ws)
@@ -73,9 +96,15 @@ async def stream_offers(
 
 
 async def _drain_client(ws: web.WebSocketResponse) -> None:
-    async for message in ws:
-        if message.type is WSMsgType.ERROR:
-            return
+    """Read (and ignore) what the client sends, so pongs, closes and limits are noticed."""
+    try:
+        async for message in ws:
+            # An oversized frame arrives as ERROR after aiohttp has closed the socket with 1009.
+            if message.type is WSMsgType.ERROR:
+                return
+    except asyncio.TimeoutError:
+        # receive_timeout elapsed without a single frame (pong included): the client is gone or idle.
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
 
 
 async def _send_events(ws: web.WebSocketResponse, subscription: Subscription, application_id: uuid.UUID) -> None:

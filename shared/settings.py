@@ -103,6 +103,13 @@ class Settings:
     db_pool_max: int = env_field(10, _parse_int)
     max_body_bytes: int = env_field(64 * 1024, _parse_int)
     ws_heartbeat_s: float = env_field(20.0, _parse_float)
+    # Offers WebSocket limits. Clients have nothing to say but pongs, so a frame larger than
+    # this is abuse (closed with 1009); a client silent (no pong either) this long is closed
+    # with 1008; each instance holds at most this many sockets per application (429 beyond).
+    # (ws_heartbeat_s = 0 turns the server's pings off.)
+    ws_max_message_bytes: int = env_field(4096, _parse_int)
+    ws_idle_timeout_s: float = env_field(60.0, _parse_float)
+    ws_max_sockets_per_application: int = env_field(10, _parse_int)
     allowed_origins: tuple[str, ...] = env_field(
         ("http://127.0.0.1:8080", "http://localhost:8080", "http://127.0.0.1:8180", "http://localhost:8180"),
         _parse_csv,
@@ -141,6 +148,9 @@ class Settings:
             "db_pool_max": self.db_pool_max,
             "max_body_bytes": self.max_body_bytes,
             "browser_rps": self.browser_rps,
+            "ws_max_message_bytes": self.ws_max_message_bytes,
+            "ws_idle_timeout_s": self.ws_idle_timeout_s,
+            "ws_max_sockets_per_application": self.ws_max_sockets_per_application,
             "retry_max_tries": self.retry_max_tries,
             "breaker_failures": self.breaker_failures,
             "breaker_recovery_s": self.breaker_recovery_s,
@@ -150,6 +160,15 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
         if self.failpoint not in FAILPOINTS:
             raise SettingsError(f"{ENV_PREFIX}FAILPOINT must be one of {sorted(FAILPOINTS)}, got {self.failpoint!r}")
+        if self.ws_heartbeat_s < 0:
+            raise SettingsError(f"{ENV_PREFIX}WS_HEARTBEAT_S must be 0 (off) or positive, got {self.ws_heartbeat_s}")
+        if 0 < self.ws_heartbeat_s and self.ws_idle_timeout_s <= self.ws_heartbeat_s:
+            # A live client speaks only by answering the heartbeat ping: a shorter idle
+            # timeout would close every healthy browser between two pings.
+            raise SettingsError(
+                f"{ENV_PREFIX}WS_IDLE_TIMEOUT_S ({self.ws_idle_timeout_s:g}) must be longer than "
+                f"{ENV_PREFIX}WS_HEARTBEAT_S ({self.ws_heartbeat_s:g})"
+            )
         if self.port is not None and not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")
 
