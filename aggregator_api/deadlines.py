@@ -70,12 +70,11 @@ async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:
         .limit(SWEEP_BATCH)
         .values_list("id", flat=True)
     )
-    closed = 0
-    for quote_id in overdue:
-        result = await finalize_quote(quote_id, NO_OUTCOME)
-        if result.recorded:
-            closed += 1
-            await publish_outcome(publisher, result)
+    results = [await finalize_quote(quote_id, NO_OUTCOME) for quote_id in overdue]
+    recorded = [result for result in results if result.recorded]
+    # Published together: one slow confirm must not hold back the rest of the batch.
+    await asyncio.gather(*(publish_outcome(publisher, result) for result in recorded), return_exceptions=True)
+    closed = len(recorded)
     if closed:
         log.warning("sweeper closed overdue quotes", extra={"closed": closed})
     return closed

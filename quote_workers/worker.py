@@ -12,9 +12,10 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from quote_workers.adapters.base import QuoteRequest
 from quote_workers.resilience import GuardedInsurer
@@ -31,6 +32,18 @@ log = logging.getLogger(__name__)
 # so an outage does not turn into a hot redelivery loop.
 REQUEUE_DELAY_S = 1.0
 NOT_ASKED_IN_TIME = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline")
+
+
+async def settle(acknowledgement: Awaitable[None], message: AbstractIncomingMessage) -> None:
+    """Ack or reject; on a channel the broker already closed, the broker requeues the job
+    itself, and its redelivery finds the outcome already stored."""
+    try:
+        await acknowledgement
+    except (ChannelInvalidStateError, AMQPError) as exc:
+        log.info(
+            "could not settle a job; the broker will redeliver it",
+            extra={"message_id": message.message_id, "error": type(exc).__name__},
+        )
 
 
 class QuoteWorker:
@@ -83,7 +96,7 @@ class QuoteWorker:
             await self._handle(message)
         except asyncio.CancelledError:
             # Shutdown: hand the job back to another worker instead of dead-lettering it.
-            await message.reject(requeue=True)
+            await settle(message.reject(requeue=True), message)
             raise
         finally:
             self._in_flight.discard(task)
@@ -108,7 +121,7 @@ class QuoteWorker:
             await self._reject_poison(message, "unknown_quote")
             return
         if quote.status is not QuoteStatus.PENDING:
-            await message.ack()  # a redelivery of finished work
+            await settle(message.ack(), message)  # a redelivery of finished work
             return
 
         if job.remaining() <= 0:
@@ -134,7 +147,7 @@ class QuoteWorker:
         if not published:
             log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id})
         self.processed += 1
-        await message.ack()
+        await settle(message.ack(), message)
 
     def _crash_if(self, step: str) -> None:
         """Fault injection for the exactly-once tests: die here, as a crash would, with no cleanup."""
@@ -145,9 +158,9 @@ class QuoteWorker:
     async def _reject_poison(self, message: AbstractIncomingMessage, reason: str) -> None:
         POISON_MESSAGES.labels(reason).inc()
         log.warning("rejecting a poison job", extra={"reason": reason, "message_id": message.message_id})
-        await message.reject(requeue=False)  # dead-lettered, never looped
+        await settle(message.reject(requeue=False), message)  # dead-lettered, never looped
 
     async def _requeue_later(self, message: AbstractIncomingMessage, job: QuoteJob, why: str) -> None:
         log.warning("job handed back", extra={"quote_id": job.quote_id, "why": why}, exc_info=True)
         await asyncio.sleep(REQUEUE_DELAY_S)
-        await message.reject(requeue=True)
+        await settle(message.reject(requeue=True), message)

@@ -66,7 +66,8 @@ async def close_within(
 class ConfirmingPublisher:
     """Publishes on its own confirm channel; a message counts only once the broker confirms it."""
 
-    def __init__(self, channel: AbstractRobustChannel, timeout: float) -> None:
+    def __init__(self, connection: AbstractRobustConnection, channel: AbstractRobustChannel, timeout: float) -> None:
+        self._connection = connection
         self._channel = channel
         self._timeout = timeout
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -75,7 +76,7 @@ class ConfirmingPublisher:
     async def open(cls, connection: AbstractRobustConnection, timeout: float) -> ConfirmingPublisher:
         # on_return_raises: an unroutable job (no queue bound) must fail, not vanish.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(channel, timeout)  # type: ignore[arg-type]
+        return cls(connection, channel, timeout)  # type: ignore[arg-type]
 
     @property
     def channel(self) -> AbstractRobustChannel:
@@ -86,6 +87,10 @@ class ConfirmingPublisher:
 
     async def publish(self, exchange_name: str, message: aio_pika.Message, routing_key: str = "") -> None:
         exchange = self._exchanges[exchange_name]
+        if not self._connection.connected.is_set():
+            # A robust connection would hold the publish until it reconnects; callers
+            # have an outbox, so they are better served by an immediate failure.
+            raise PublishFailed(f"publish to {exchange_name!r} failed: broker unreachable")
         try:
             async with asyncio.timeout(self._timeout):
                 await exchange.publish(message, routing_key=routing_key, mandatory=True)

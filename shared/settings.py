@@ -82,8 +82,9 @@ class Settings:
     instance_name: str = env_field("", _parse_str)
     log_level: str = env_field("INFO", _parse_str)
     log_json: bool = env_field(True, _parse_bool)
-    # Worker: jobs in flight per worker process (AMQP prefetch across its queues).
-    worker_prefetch: int = env_field(32, _parse_int)
+    # Worker: jobs in flight per worker process (AMQP prefetch across its queues). Insurer
+    # calls wait on the network, so one process keeps hundreds in flight at little cost.
+    worker_prefetch: int = env_field(200, _parse_int)
     # Worker: one insurer HTTP call may take at most this long (also capped by the deadline).
     insurer_call_timeout_s: float = env_field(20.0, _parse_float)
     # Worker: tries per insurer call for transient failures (a malformed answer is retried once).
