@@ -18,7 +18,7 @@ WORKER_ENV = {"OSAGO_RETRY_MAX_TRIES": "3", "OSAGO_BREAKER_FAILURES": "3", "OSAG
 async def started(make_cluster: Callable[..., Cluster]) -> Cluster:
     cluster = make_cluster(**WORKER_ENV)
     await cluster.start(cluster.sandbox(), cluster.aggregator())
-    await cluster.start(cluster.worker("worker"))
+    await cluster.start(cluster.worker("worker", metrics_port=True))
     await cluster.behave_all(mode="ok", latency_ms=[10, 30])
     return cluster
 
@@ -103,3 +103,7 @@ async def test_breaker_opens_fails_fast_and_closes_after_a_trial_call(make_clust
     transitions = [line for line in cluster.processes[-1].log_since_start().splitlines() if b"circuit breaker" in line]
     assert any(b'"to": "open"' in line for line in transitions)
     assert any(b'"to": "closed"' in line for line in transitions)
+    async with cluster.session.get(f"{cluster.processes[-1].url}/metrics") as response:
+        metrics = await response.text()
+    assert 'osago_breaker_transitions_total{insurer="amur",state="open"} 1.0' in metrics
+    assert 'osago_breaker_transitions_total{insurer="amur",state="closed"} 1.0' in metrics
