@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import secrets
 import uuid
 from pathlib import Path
@@ -25,6 +26,12 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 
 async def migrate(settings: Settings) -> list[str]:
+    # aerich's Command is a TortoiseContext that leaves itself in a context variable; an
+    # empty context keeps that from leaking into (or in from) the caller's Tortoise state.
+    return await asyncio.create_task(_migrate(settings), context=contextvars.Context())
+
+
+async def _migrate(settings: Settings) -> list[str]:
     created = await create_database_if_missing(settings.database_url)
     if created:
         print(f"created database {settings.database_url.rsplit('/', 1)[-1]}")
