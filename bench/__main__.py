@@ -1,0 +1,175 @@
+"""``python -m bench [NAME ...]`` (``make bench``): run the benchmarks, print a table, save JSON.
+
+Names: raw_broker, raw_db, websockets, overhead, throughput (default: all, in that order).
+Results go to bench/results/bench-<UTC time>.json and bench/results/latest.json.
+Each benchmark makes and removes its own database and vhost and its own processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import overhead, raw_broker, raw_db, throughput, websockets
+from bench.infra import POSTGRES_URL
+from bench.machine import describe
+from bench.system import RESULTS_DIR, raise_fd_limit, wait_for_quiet_machine
+
+FULL: dict[str, Any] = {
+    "raw_broker": lambda: raw_broker.run(20_000),
+    "raw_db": lambda: raw_db.run(10_000),
+    "websockets": lambda: websockets.run(10_000, 2_000),
+    "overhead": lambda: _overhead(),
+    "throughput": lambda: throughput.run(10.0),
+}
+QUICK: dict[str, Any] = {
+    "raw_broker": lambda: raw_broker.run(5_000),
+    "raw_db": lambda: raw_db.run(2_000),
+    "websockets": lambda: websockets.run(2_000, 300),
+    "overhead": lambda: _overhead(duration=8.0),
+    "throughput": lambda: throughput.run(6.0, (5.0, 10.0, 20.0)),
+}
+
+
+async def _overhead(duration: float = 20.0) -> dict[str, Any]:
+    """At the issue's 50 applications/s, and at a low rate that shows the overhead without queueing."""
+    return {
+        "at_50_per_s": await overhead.run(50.0, duration),
+        "at_5_per_s": await overhead.run(5.0, duration),
+    }
+
+
+def _get(data: Any, *path: Any) -> Any:
+    for key in path:
+        if data is None:
+            return None
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _db(results: dict[str, Any], name: str) -> Any:
+    for row in _get(results, "raw_db", "results") or []:
+        if row["name"].startswith(name):
+            return row["per_s"]
+    return None
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    publish = _get(results, "raw_broker", "publish_persistent_confirmed_per_s")
+    best = _get(results, "throughput", "max_sustained_quotes_per_s")
+    ratio = f"{best / publish:.3f}" if publish and best is not None else None
+    o50 = _get(results, "overhead", "at_50_per_s", "load")
+    o5 = _get(results, "overhead", "at_5_per_s", "load")
+    fmt = lambda s: None if not s or not s.get("count") else f"{s['p50_ms']:.0f} / {s['p95_ms']:.0f} / {s['p99_ms']:.0f}"  # noqa: E731
+    kb = lambda b: None if b is None else f"{b / 1000:.1f} KB"  # noqa: E731
+    return [
+        ("broker: persistent+confirmed publish, msg/s", publish, "6.5–7.3 k"),
+        ("broker: acked consume, msg/s", _get(results, "raw_broker", "consume_acked_per_s"), "7.7 k"),
+        ("broker: publish+consume together, msg/s", _get(results, "raw_broker", "publish_and_consume_together_per_s"), ""),
+        ("postgres: single-row insert (asyncpg), rows/s", _db(results, "asyncpg_insert_quote"), "7 k"),
+        ("postgres: single-row insert (Tortoise), rows/s", _db(results, "tortoise_insert_quote"), "5 k"),
+        ("postgres: aggregator create txn (Tortoise), apps/s", _db(results, "tortoise_create_application"), ""),
+        ("postgres: worker DB path today (contended), quotes/s", _db(results, "worker_db_path_today (contended)"), ""),
+        ("postgres: proposed finalize (contended), quotes/s", _db(results, "proposed_finalize_asyncpg (contended)"), ""),
+        ("aiohttp bare: WS messages/s, one process", _get(results, "websockets", "raw_aiohttp", "messages_per_s"), "7 k"),
+        ("aiohttp bare: RSS per idle socket", kb(_get(results, "websockets", "raw_aiohttp", "rss_per_socket_bytes")), "15.5 KB"),
+        ("core app: idle sockets held", _get(results, "websockets", "core_app", "sockets_held"), "10 000"),
+        ("core app: RSS per idle socket", kb(_get(results, "websockets", "core_app", "rss_per_socket_bytes")), "≤ 20 KB"),
+        ("core app: socket connects/s", _get(results, "websockets", "core_app", "connect_per_s"), ""),
+        ("core app: fan-out, socket messages/s", _get(results, "websockets", "core_app", "fanout", "socket_messages_per_s"), "≥ 5 000"),
+        ("core app: publish→client p50/p95/p99 ms", fmt(_get(results, "websockets", "core_app", "publish_to_client_latency")), ""),
+        ("overhead @50/s: first offer p50/p95/p99 ms", fmt(_get(o50, "overhead_first_offer_ms")), "p99 ≤ 15"),
+        ("overhead @50/s: complete p50/p95/p99 ms", fmt(_get(o50, "overhead_complete_ms")), "p99 ≤ 15"),
+        ("overhead @50/s: completed / sent", None if not o50 else f"{o50['counts'].get('complete', 0)} / {o50['counts'].get('sent', 0)}", ""),
+        ("overhead @5/s: first offer p50/p95/p99 ms", fmt(_get(o5, "overhead_first_offer_ms")), ""),
+        ("overhead @5/s: complete p50/p95/p99 ms", fmt(_get(o5, "overhead_complete_ms")), ""),
+        ("throughput: max sustained applications/s (10 insurers)", _get(results, "throughput", "max_sustained_applications_per_s"), "≥ 150"),
+        ("throughput: quotes/s ÷ raw confirmed publish", ratio, "≥ 0.2"),
+    ]
+
+
+def print_table(results: dict[str, Any]) -> None:
+    table = [(name, "—" if value is None else str(value), target) for name, value, target in rows(results)]
+    width = max(len(r[0]) for r in table)
+    vwidth = max(len(r[1]) for r in table)
+    print(f"\n{'figure':<{width}}  {'measured':>{vwidth}}  target")
+    print(f"{'-' * width}  {'-' * vwidth}  ------")
+    for name, value, target in table:
+        print(f"{name:<{width}}  {value:>{vwidth}}  {target}")
+    machine = results.get("machine", {})
+    print(f"\n{machine.get('cpu_model')} × {machine.get('cores')} cores, {machine.get('memory_gib')} GiB; "
+          f"Python {machine.get('python')}, RabbitMQ {machine.get('rabbitmq')}, PostgreSQL {machine.get('postgresql')}; "
+          f"aiohttp {machine.get('aiohttp')}, aio-pika {machine.get('aio-pika')}, tortoise-orm {machine.get('tortoise-orm')}; "
+          f"commit {machine.get('commit')}")
+
+
+async def main_async(names: list[str], quick: bool) -> dict[str, Any]:
+    raise_fd_limit()
+    plan = QUICK if quick else FULL
+    results: dict[str, Any] = {
+        "machine": await describe(POSTGRES_URL),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "background_busy_before": {},
+        "seconds": {},
+    }
+    for name in names:
+        results["background_busy_before"][name] = await wait_for_quiet_machine(max_wait_s=60)
+        print(f"[bench] {name} …", file=sys.stderr)
+        started = time.monotonic()
+        # Each benchmark in a process of its own: no ORM or loop state carried from one to the next.
+        out = RESULTS_DIR / f".{name}.json"
+        argv = [sys.executable, "-m", "bench", "--one", name, "--output", str(out), *(["--quick"] if quick else [])]
+        process = await asyncio.create_subprocess_exec(*argv)
+        code = await process.wait()
+        if code == 0 and out.exists():
+            results[name] = json.loads(out.read_text())
+            out.unlink()
+        else:  # one broken benchmark must not hide the others' figures
+            results[name] = {"error": f"exited with {code}"}
+            print(f"[bench] {name} failed (exit {code})", file=sys.stderr)
+        results["seconds"][name] = round(time.monotonic() - started, 1)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=[], metavar="NAME", help=", ".join(FULL))
+    parser.add_argument("--quick", action="store_true", help="smaller counts and shorter steps (a smoke run)")
+    parser.add_argument("--output", default=None, help="JSON path (default bench/results/bench-<time>.json)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        raise_fd_limit()
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run((QUICK if args.quick else FULL)[args.one]())
+        with open(args.output, "w") as out:
+            json.dump(result, out, ensure_ascii=False)
+        return
+    names = args.names or list(FULL)
+    unknown = [n for n in names if n not in FULL]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(FULL)}")
+    results = asyncio.run(main_async(names, args.quick))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.output or str(RESULTS_DIR / f"bench-{stamp}.json")
+    text = json.dumps(results, indent=2, ensure_ascii=False)
+    with open(path, "w") as out:
+        out.write(text)
+    (RESULTS_DIR / "latest.json").write_text(text)
+    print_table(results)
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()

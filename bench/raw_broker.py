@@ -1,0 +1,157 @@
+"""3a. The broker's own limit on this machine, with our message sizes and guarantees.
+
+A quorum queue declared exactly like ours (``shared.topology``: TTL, dead-lettering,
+delivery limit), job messages built by ``QuoteJob.to_message`` (persistent, with
+per-message expiration), publisher confirms, manual acks. Measured with aio-pika,
+the library the system uses, on one connection per side:
+
+- publish: persistent + confirmed, a window of confirms in flight;
+- consume: manual ack, from a full queue;
+- both at once: publisher and consumer running together (the steady state of a pipeline);
+- events: our offer events (non-persistent, confirmed) to the fanout exchange with
+  three bound instance queues (two core apps and the aggregator), each consumed and acked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+
+from bench.infra import private_infrastructure
+from bench.system import CpuMeter, own_pid
+from shared.messages import QuoteJob, event_message
+from shared.topology import JOBS_EXCHANGE, declare_instance_offers_queue, declare_job_queues, declare_offers_exchange
+
+INSURER = "bench"
+WINDOW = 256  # confirms in flight
+PREFETCH = 256
+
+
+def _job(deadline_epoch: float) -> aio_pika.Message:
+    job = QuoteJob(str(uuid.uuid4()), str(uuid.uuid4()), INSURER, deadline_epoch)
+    return job.to_message()
+
+
+def _event() -> aio_pika.Message:
+    # The size of a real offer event (API.md shape).
+    return event_message({
+        "type": "offer", "event_id": str(uuid.uuid4()), "application_id": str(uuid.uuid4()),
+        "insurer": {"code": "sever", "name": "Северная страховая"},
+        "offer": {"id": str(uuid.uuid4()), "premium": "9441.80", "currency": "RUB",
+                  "coefficients": {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1",
+                                   "KM": "1.4", "KS": "1", "KN": "1"},
+                  "valid_until": "2026-12-04T12:00:00Z", "insurer_reference": "SEV-2026-1234567"},
+    })
+
+
+async def _publish(exchange: aio_pika.abc.AbstractExchange, make: Any, count: int, routing_key: str) -> float:
+    window = asyncio.Semaphore(WINDOW)
+    failures = 0
+
+    async def one() -> None:
+        nonlocal failures
+        try:
+            await exchange.publish(make(), routing_key=routing_key, mandatory=True)
+        except Exception:
+            failures += 1
+        finally:
+            window.release()
+
+    tasks = []
+    started = time.perf_counter()
+    for _ in range(count):
+        await window.acquire()
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{failures} publishes were not confirmed")
+    return elapsed
+
+
+async def _consume(queue: aio_pika.abc.AbstractQueue, count: int) -> float:
+    done = asyncio.Event()
+    received = 0
+    started = time.perf_counter()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal received
+        await message.ack()
+        received += 1
+        if received >= count:
+            done.set()
+
+    tag = await queue.consume(on_message)
+    await asyncio.wait_for(done.wait(), 120)
+    elapsed = time.perf_counter() - started
+    await queue.cancel(tag)
+    return elapsed
+
+
+async def run(count: int = 20_000) -> dict[str, Any]:
+    async with private_infrastructure("broker", schema=False) as infra:
+        publisher_conn = await aio_pika.connect(infra.amqp_url)
+        consumer_conn = await aio_pika.connect(infra.amqp_url)
+        try:
+            pub = await publisher_conn.channel(publisher_confirms=True, on_return_raises=True)
+            sub = await consumer_conn.channel()
+            await sub.set_qos(prefetch_count=PREFETCH)
+            queue = (await declare_job_queues(sub, [INSURER], infra.deadline_s))[INSURER]
+            jobs = await pub.get_exchange(JOBS_EXCHANGE)
+            deadline = time.time() + 3600
+            job_size = len(_job(deadline).body)
+
+            meter = CpuMeter({"client (aio-pika)": [own_pid()]})
+            meter.start()
+            publish_s = await _publish(jobs, lambda: _job(deadline), count, INSURER)
+            publish_cpu = meter.stop()
+            meter.start()
+            consume_s = await _consume(queue, count)
+            consume_cpu = meter.stop()
+
+            consumer = asyncio.create_task(_consume(queue, count))
+            both_s = await _publish(jobs, lambda: _job(deadline), count, INSURER)
+            both_s = max(both_s, await consumer)
+
+            offers = await declare_offers_exchange(pub)
+            instance_queues = [await declare_instance_offers_queue(sub) for _ in range(3)]
+            event_size = len(_event().body)
+            consumers = [asyncio.create_task(_consume(q, count // 2)) for q in instance_queues]
+            events_s = await _publish(offers, _event, count // 2, "")
+            events_s = max([events_s, *(await asyncio.gather(*consumers))])
+        finally:
+            await publisher_conn.close()
+            await consumer_conn.close()
+    return {
+        "queue": "quorum, x-message-ttl, dead-lettering, x-delivery-limit (shared.topology)",
+        "job_message_bytes": job_size,
+        "event_message_bytes": event_size,
+        "messages": count,
+        "confirm_window": WINDOW,
+        "prefetch": PREFETCH,
+        "publish_persistent_confirmed_per_s": round(count / publish_s),
+        "consume_acked_per_s": round(count / consume_s),
+        "publish_and_consume_together_per_s": round(count / both_s),
+        "event_fanout_3_queues_published_per_s": round((count // 2) / events_s),
+        "event_fanout_3_queues_delivered_per_s": round(3 * (count // 2) / events_s),
+        "cpu_publish": publish_cpu,
+        "cpu_consume": consume_cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.raw_broker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.messages)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

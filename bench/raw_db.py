@@ -1,0 +1,178 @@
+"""3b. PostgreSQL's own limit on this machine for our rows, and what our ORM code costs.
+
+On a private database with the real schema (aerich migrations), ten concurrent tasks
+over a pool of ten connections (``OSAGO_DB_POOL_MAX``'s default), each statement in
+its own transaction, as in the pipeline:
+
+- ``asyncpg_insert_quote``: single-row INSERT of a quote row, plain asyncpg;
+- ``tortoise_insert_quote``: the same row through ``Quote.create`` (Tortoise ORM);
+- ``tortoise_create_application``: the aggregator's transaction (Application.create +
+  Quote.bulk_create of 10 quotes), per application;
+- ``worker_db_path``: what a worker does per quote besides the insurer call: the read
+  (``Quote ... select_related('application')``), ``shared.outcomes.finalize_quote`` and
+  ``mark_events_published``, with the ten quotes of an application finishing together
+  (fixed sandbox latency), as in the pipeline ("contended"), and one quote per
+  application at a time ("spread"), to separate row-lock queueing from ORM cost;
+- ``proposed_finalize_asyncpg``: the finalize step alone in two statements (bench/proposals.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from tortoise.transactions import in_transaction
+
+from bench.infra import private_infrastructure
+from bench.loadgen import sample_body
+from bench.system import CpuMeter, own_pid
+from shared import insurers as catalogue
+from shared.application_schema import parse_application
+from shared.db import database
+from shared.models import Application, Quote
+from shared.outcomes import OfferOutcome, finalize_quote, mark_events_published
+from shared.timefmt import utc_now
+
+CONCURRENCY = 10
+COEFFICIENTS = {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1", "KM": "1.4", "KS": "1", "KN": "1"}
+
+INSERT_QUOTE = (
+    'INSERT INTO quote (id, application_id, insurer_code, insurer_name, status, attempts, job_published, '
+    'event_published, created_at) VALUES ($1, $2, $3, $4, $5, 0, false, false, now())'
+)
+
+
+async def _concurrently(items: list[Any], action: Callable[[Any], Awaitable[None]]) -> float:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await action(queue.get_nowait())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return time.perf_counter() - started
+
+
+async def _insert_applications(conn: asyncpg.Connection, count: int, payload: dict[str, Any]) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(count)]
+    deadline = utc_now() + timedelta(hours=1)
+    await conn.executemany(
+        "INSERT INTO application (id, status, client_scope, request_fingerprint, payload, region_code, deadline, "
+        "created_at, complete_event_published) VALUES ($1, 'pending', 'service', 'x', $2, '77', $3, now(), false)",
+        [(i, json.dumps(payload), deadline) for i in ids],
+    )
+    return ids
+
+
+def _measure(name: str, count: int, seconds: float, cpu: dict[str, Any], unit: str = "rows") -> dict[str, Any]:
+    return {"name": name, unit: count, "per_s": round(count / seconds), "cpu": cpu}
+
+
+async def run(rows: int = 10_000) -> dict[str, Any]:
+    payload = parse_application(sample_body(0), today=date.today()).to_payload()
+    insurers = catalogue.CATALOGUE
+    results: list[dict[str, Any]] = []
+    async with private_infrastructure("db") as infra:
+        meter = CpuMeter({"client (bench)": [own_pid()]})
+        pool = await asyncpg.create_pool(infra.database_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
+        try:
+            async with pool.acquire() as conn:
+                parents = await _insert_applications(conn, rows // 10 + 1, payload)
+
+            async def raw_insert(n: int) -> None:
+                await pool.execute(INSERT_QUOTE, uuid.uuid4(), parents[n // 10], f"r{n % 10}", "Raw", "pending")
+
+            meter.start()
+            elapsed = await _concurrently(list(range(rows)), raw_insert)
+            results.append(_measure("asyncpg_insert_quote", rows, elapsed, meter.stop()))
+        finally:
+            await pool.close()
+
+        async with database(infra.settings(db_pool_max=CONCURRENCY)):
+            async def orm_insert(n: int) -> None:
+                await Quote.create(id=uuid.uuid4(), application_id=parents[n // 10], insurer_code=f"t{n % 10}",
+                                   insurer_name="ORM")
+
+            meter.start()
+            elapsed = await _concurrently(list(range(rows)), orm_insert)
+            results.append(_measure("tortoise_insert_quote", rows, elapsed, meter.stop()))
+
+            # The aggregator's transaction, as in aggregator_api.applications.create_application.
+            created: list[tuple[uuid.UUID, list[uuid.UUID]]] = []
+
+            async def create_application(_: int) -> None:
+                application_id = uuid.uuid4()
+                quotes = [Quote(id=uuid.uuid4(), application_id=application_id, insurer_code=i.code,
+                                insurer_name=i.name) for i in insurers]
+                async with in_transaction() as conn:
+                    await Application.create(
+                        using_db=conn, id=application_id, partner_id=None, client_scope="service",
+                        idempotency_key=None, request_fingerprint="x" * 64, payload=payload,
+                        vin=payload["vehicle"].get("vin"), plate=payload["vehicle"].get("plate"),
+                        region_code="77", deadline=utc_now() + timedelta(hours=1),
+                    )
+                    await Quote.bulk_create(quotes, using_db=conn)
+                await Quote.filter(id__in=[q.id for q in quotes]).update(job_published=True)
+                created.append((application_id, [q.id for q in quotes]))
+
+            apps = rows // 10
+            meter.start()
+            elapsed = await _concurrently(list(range(apps)), create_application)
+            results.append(_measure("tortoise_create_application", apps, elapsed, meter.stop(), "applications"))
+
+            outcome = OfferOutcome(Decimal("9441.80"), COEFFICIENTS, "BENCH-1", utc_now() + timedelta(days=3))
+            quarter = len(created) // 4
+            parts = [created[k * quarter:(k + 1) * quarter] for k in range(4)]
+            # Contended: the ten quotes of an application finish together (fixed sandbox latency),
+            # so they queue on the application's row lock. Spread: one quote per application at a time.
+            contended = lambda part: [q for _, ids in part for q in ids]  # noqa: E731
+            spread = lambda part: [ids[k] for k in range(10) for _, ids in part]  # noqa: E731
+
+            async def worker_path(quote_id: uuid.UUID) -> None:
+                quote = await Quote.filter(id=quote_id).select_related("application").first()
+                assert quote is not None and quote.application.payload
+                result = await finalize_quote(quote_id, outcome, attempts=1)
+                await mark_events_published(result)
+
+            for label, quotes in (("contended", contended(parts[0])), ("spread", spread(parts[1]))):
+                meter.start()
+                elapsed = await _concurrently(quotes, worker_path)
+                results.append(_measure(f"worker_db_path_today ({label})", len(quotes), elapsed, meter.stop(), "quotes"))
+
+        from bench.proposals import finalize_one_round_trip
+
+        pool = await asyncpg.create_pool(infra.database_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
+        try:
+            async def proposed(quote_id: uuid.UUID) -> None:
+                await finalize_one_round_trip(pool, quote_id, outcome, attempts=1)
+
+            for label, quotes in (("contended", contended(parts[2])), ("spread", spread(parts[3]))):
+                meter.start()
+                elapsed = await _concurrently(quotes, proposed)
+                results.append(_measure(f"proposed_finalize_asyncpg ({label})", len(quotes), elapsed, meter.stop(), "quotes"))
+        finally:
+            await pool.close()
+    return {"concurrency": CONCURRENCY, "pool": CONCURRENCY, "results": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.raw_db", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.rows)), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
