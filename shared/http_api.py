@@ -68,6 +68,7 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
     ConnectionError,
     OSError,
     TimeoutError,

@@ -9,7 +9,7 @@ from tests.support.infrastructure import RunInfrastructure
 from tests.support.system import RunningSystem, start_system, stop_system
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def system(infrastructure: RunInfrastructure) -> AsyncIterator[RunningSystem]:
     async with aiohttp.ClientSession() as session:
         running = await start_system(infrastructure, session)

@@ -47,6 +47,8 @@ class RunInfrastructure:
             OSAGO_AMQP_URL=self.amqp_url,
             OSAGO_QUOTE_DEADLINE_S=str(self.deadline_s),
             OSAGO_LOG_JSON="true",
+            # Several systems may run at once in one test run: stay well under max_connections.
+            OSAGO_DB_POOL_MAX="4",
         )
         env.update(overrides)
         return env
