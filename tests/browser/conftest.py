@@ -33,7 +33,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
 
 # Short heartbeat and idle timeout: a stream lasts longer than the idle timeout, so a page
 # that kept one socket to the end shows that a real browser's pongs count as activity.
-BROWSER_SYSTEM_ENV = {"OSAGO_WS_HEARTBEAT_S": "1", "OSAGO_WS_IDLE_TIMEOUT_S": "3"}
+# (A pong may take heartbeat/2 = 1 s: ample for Chromium on a busy machine.)
+BROWSER_SYSTEM_ENV = {"OSAGO_WS_HEARTBEAT_S": "2", "OSAGO_WS_IDLE_TIMEOUT_S": "5"}
 
 
 @dataclass(frozen=True)
