@@ -1,7 +1,7 @@
 """``osago-admin``: operator commands (the aggregator API owns the schema).
 
-    osago-admin migrate                          create the database if missing, apply migrations
-    osago-admin create-partner --name N --rps R  create a partner; its API key is the last line printed
+osago-admin migrate                          create the database if missing, apply migrations
+osago-admin create-partner --name N --rps R  create a partner; its API key is the last line printed
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ async def _migrate(settings: Settings) -> list[str]:
     created = await create_database_if_missing(settings.database_url)
     if created:
         print(f"created database {settings.database_url.rsplit('/', 1)[-1]}")
-    command = Command(tortoise_config=tortoise_config(settings.database_url), app="models", location=str(MIGRATIONS_DIR))
+    command = Command(
+        tortoise_config=tortoise_config(settings.database_url), app="models", location=str(MIGRATIONS_DIR)
+    )
     try:
         await command.init()
         applied = await command.upgrade(run_in_transaction=True)
@@ -66,7 +68,9 @@ async def create_partner(settings: Settings, name: str, rps: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="osago-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="osago-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="create the database if missing and apply migrations")
     partner = commands.add_parser("create-partner", help="create a partner and print its API key once")

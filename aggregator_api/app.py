@@ -59,7 +59,9 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
     consumer_tag = await DeadJobConsumer(publisher).start(dead_queue)
     async with (
         background("outbox-relay", settings.relay_interval_s, lambda: relay_once(publisher)),
-        background("deadline-sweeper", settings.relay_interval_s, lambda: sweep_once(publisher, settings.sweeper_grace_s)),
+        background(
+            "deadline-sweeper", settings.relay_interval_s, lambda: sweep_once(publisher, settings.sweeper_grace_s)
+        ),
     ):
         yield
     await close_within(lambda: dead_queue.cancel(consumer_tag), "dead jobs consumer", connection=app[AMQP])

@@ -100,8 +100,10 @@ def creation_body(
 async def replay(application: Application, body_fingerprint: str, token_secret: str) -> web.Response:
     if application.request_fingerprint != body_fingerprint:
         raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
-    quotes = await Quote.filter(application_id=application.id).order_by("insurer_code").values_list(
-        "insurer_code", "insurer_name"
+    quotes = (
+        await Quote.filter(application_id=application.id)
+        .order_by("insurer_code")
+        .values_list("insurer_code", "insurer_name")
     )
     body = creation_body(application.id, application.deadline, list(quotes), token_secret)
     return json_response(body, status=201, headers={"Idempotent-Replayed": "true"})
@@ -204,4 +206,3 @@ async def offers_socket(request: web.Request) -> web.StreamResponse:
     return await stream_offers(
         request, request.app[HUB], request.app[SOCKETS], application.id, heartbeat=request.app[SETTINGS].ws_heartbeat_s
     )
-

@@ -81,7 +81,9 @@ async def relay_quote_events(publisher: ConfirmingPublisher) -> int:
 async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
     async with in_transaction() as conn:
         applications = (
-            await Application.filter(status="complete", complete_event_published=False, completed_at__lt=utc_now() - SETTLE)
+            await Application.filter(
+                status="complete", complete_event_published=False, completed_at__lt=utc_now() - SETTLE
+            )
             .limit(BATCH)
             .select_for_update(skip_locked=True)
             .using_db(conn)
@@ -105,6 +107,4 @@ async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
 
 
 async def relay_once(publisher: ConfirmingPublisher) -> int:
-    return (
-        await relay_jobs(publisher) + await relay_quote_events(publisher) + await relay_complete_events(publisher)
-    )
+    return await relay_jobs(publisher) + await relay_quote_events(publisher) + await relay_complete_events(publisher)

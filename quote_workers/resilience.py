@@ -66,9 +66,7 @@ class ProbeInFlight(Exception):
 class GuardedInsurer:
     """One insurer's adapter behind this process's breaker for that insurer."""
 
-    def __init__(
-        self, code: str, adapter: InsurerAdapter, retry: RetryPolicy, breaker: BreakerPolicy
-    ) -> None:
+    def __init__(self, code: str, adapter: InsurerAdapter, retry: RetryPolicy, breaker: BreakerPolicy) -> None:
         self.code = code
         self._adapter = adapter
         self._retry = retry
@@ -127,7 +125,9 @@ class GuardedInsurer:
         try:
             answer = await retrying()
         except (CircuitBreakerError, ProbeInFlight):
-            return result(StatusOutcome(QuoteStatus.UNAVAILABLE, "the insurer is temporarily unavailable (circuit open)"))
+            return result(
+                StatusOutcome(QuoteStatus.UNAVAILABLE, "the insurer is temporarily unavailable (circuit open)")
+            )
         except DeadlineReached:
             return result(StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline"))
         except TransientInsurerError as exc:
@@ -155,6 +155,8 @@ class GuardedInsurer:
     def _note_breaker_state(self) -> None:
         state = self.breaker.state
         if state != self._last_state:
-            log.warning("circuit breaker changed state", extra={"insurer": self.code, "from": self._last_state, "to": state})
+            log.warning(
+                "circuit breaker changed state", extra={"insurer": self.code, "from": self._last_state, "to": state}
+            )
             BREAKER_TRANSITIONS.labels(self.code, state).inc()
             self._last_state = state

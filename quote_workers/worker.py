@@ -78,7 +78,11 @@ class QuoteWorker:
     async def stop(self, grace_s: float) -> None:
         """Stop taking jobs, let in-flight ones finish for ``grace_s``, hand the rest back."""
         for queue, tag in self._consumers:
-            await close_within(lambda: queue.cancel(tag), f"consumer of {queue.name}", connection=self._connection)
+            await close_within(
+                lambda queue=queue, tag=tag: queue.cancel(tag),  # type: ignore[misc]
+                f"consumer of {queue.name}",
+                connection=self._connection,
+            )
         self._consumers.clear()
         if self._in_flight:
             _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace_s)

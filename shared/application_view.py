@@ -42,7 +42,10 @@ class ApplicationSnapshot:
                 for q in self.quotes
             ],
             "offers": [
-                {"insurer": {"code": o.insurer_code, "name": names.get(o.insurer_code, o.insurer_code)}, **offer_body(o)}
+                {
+                    "insurer": {"code": o.insurer_code, "name": names.get(o.insurer_code, o.insurer_code)},
+                    **offer_body(o),
+                }
                 for o in offers
             ],
         }

@@ -58,7 +58,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def service_unavailable(what: str) -> ApiError:
-    return ApiError(503, "unavailable", f"{what} is unavailable; try again shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
+    return ApiError(
+        503, "unavailable", f"{what} is unavailable; try again shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 # Failures of a dependency, not of the request: answered with 503 + Retry-After.

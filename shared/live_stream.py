@@ -102,7 +102,7 @@ async def _drain_client(ws: web.WebSocketResponse) -> None:
             # An oversized frame arrives as ERROR after aiohttp has closed the socket with 1009.
             if message.type is WSMsgType.ERROR:
                 return
-    except asyncio.TimeoutError:
+    except TimeoutError:
         # receive_timeout elapsed without a single frame (pong included): the client is gone or idle.
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
 

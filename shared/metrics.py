@@ -8,7 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 HTTP_REQUESTS = Counter("osago_http_requests_total", "HTTP requests answered", ["service", "route", "status"])
 QUOTES_FINISHED = Counter("osago_quotes_finished_total", "Quotes given a final status", ["insurer", "status"])
 INSURER_CALL_SECONDS = Histogram(
-    "osago_insurer_call_seconds", "Duration of one insurer call", ["insurer"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+    "osago_insurer_call_seconds",
+    "Duration of one insurer call",
+    ["insurer"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 POISON_MESSAGES = Counter("osago_poison_messages_total", "Jobs rejected as unreadable or unknown", ["reason"])
 BREAKER_TRANSITIONS = Counter("osago_breaker_transitions_total", "Circuit breaker state changes", ["insurer", "state"])

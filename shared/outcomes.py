@@ -106,8 +106,10 @@ async def finalize_quote(
         )
         statuses = await Quote.filter(application_id=application.id).using_db(conn).values_list("status", flat=True)
         if QuoteStatus.PENDING not in statuses:
-            await Application.filter(id=application.id).using_db(conn).update(
-                status=ApplicationStatus.COMPLETE, completed_at=now
+            await (
+                Application.filter(id=application.id)
+                .using_db(conn)
+                .update(status=ApplicationStatus.COMPLETE, completed_at=now)
             )
             result.completed = True
             result.events.append(complete_event(application.id, [QuoteStatus(s) for s in statuses]))
@@ -128,9 +130,7 @@ async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult
     """
     if not result.events:
         return True
-    confirmed = await publisher.publish_many(
-        OFFERS_EXCHANGE, [(event_message(event), "") for event in result.events]
-    )
+    confirmed = await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(event), "") for event in result.events])
     if not all(confirmed):
         return False
     await mark_events_published(result)

@@ -61,9 +61,7 @@ async def readiness(app: web.Application) -> dict[str, bool]:
     return {"database": database_ok, "broker": AMQP in app and not app[AMQP].is_closed}
 
 
-def create_service_app(
-    service: str, settings: Settings, *, middlewares: Iterable[Handler] = ()
-) -> web.Application:
+def create_service_app(service: str, settings: Settings, *, middlewares: Iterable[Handler] = ()) -> web.Application:
     """An app with the database, the broker, the offer hub and the operator endpoints."""
     app = web.Application(
         middlewares=[metrics_middleware(service), error_middleware, *middlewares],

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Literal
 
+from .model import Refused
 from .rules import (
     Facts,
     RefuseInexperienced,
@@ -25,7 +26,6 @@ from .rules import (
     RefuseYoungWithClass,
     Rule,
 )
-from .model import Refused
 from .tariff import tb_corridor
 
 Protocol = Literal["json", "poll", "xml"]

@@ -66,7 +66,9 @@ async def test_application_posted_to_one_core_app_streams_from_the_other(calm_sy
         offer = event["offer"]
         assert offer["currency"] == "RUB"
         assert coefficient_product(offer["coefficients"]) == Decimal(offer["premium"])
-    print(f"\nend to end: {len(events) - 1} insurer outcomes and complete in {elapsed:.2f}s (sandbox latency 20-200 ms)")
+    print(
+        f"\nend to end: {len(events) - 1} insurer outcomes and complete in {elapsed:.2f}s (sandbox latency 20-200 ms)"
+    )
 
     status, view = await calm_system.read(0, created)
     assert status == 200

@@ -17,7 +17,6 @@ from tests.faults.conftest import FAULT_DEADLINE_S
 from tests.support.cluster import Cluster, application_row, eventually, quotes_of
 from tests.support.infrastructure import BrokerAdmin, RunInfrastructure
 from tests.support.samples import sample_application
-from tests.support.system import SERVICE_TOKEN
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -56,7 +55,9 @@ async def test_application_accepted_while_the_broker_is_down_is_published_when_i
     make_cluster: Callable[..., Cluster], broker_proxy: TcpProxy, fault_infrastructure: RunInfrastructure
 ) -> None:
     cluster = make_cluster()
-    await cluster.start(cluster.sandbox(), cluster.aggregator(OSAGO_AMQP_URL=through(fault_infrastructure.amqp_url, broker_proxy)))
+    await cluster.start(
+        cluster.sandbox(), cluster.aggregator(OSAGO_AMQP_URL=through(fault_infrastructure.amqp_url, broker_proxy))
+    )
     await cluster.start(cluster.worker("worker"))
     await cluster.behave_all(mode="ok", latency_ms=[10, 30])
 

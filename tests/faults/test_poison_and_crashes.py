@@ -26,8 +26,13 @@ async def test_poison_jobs_are_dead_lettered_once_counted_and_never_looped(
     worker = cluster.worker("worker", metrics_port=True)
     await cluster.start(worker)
 
-    unknown_quote = {"v": 1, "quote_id": str(uuid.uuid4()), "application_id": str(uuid.uuid4()),
-                     "insurer": "sever", "deadline": 9e9}
+    unknown_quote = {
+        "v": 1,
+        "quote_id": str(uuid.uuid4()),
+        "application_id": str(uuid.uuid4()),
+        "insurer": "sever",
+        "deadline": 9e9,
+    }
     wrong_insurer = {**unknown_quote, "insurer": "no-such-insurer"}
     await cluster.publish_raw_job("sever", b"\x00not json at all")
     await cluster.publish_raw_job("sever", json.dumps({"v": 99}).encode())
@@ -48,7 +53,9 @@ async def test_poison_jobs_are_dead_lettered_once_counted_and_never_looped(
 
     async with cluster.session.get(f"{worker.url}/metrics") as response:
         metrics = await response.text()
-    counted = {m[0]: float(m[1]) for m in re.findall(r'osago_poison_messages_total\{reason="(\w+)"\} ([\d.]+)', metrics)}
+    counted = {
+        m[0]: float(m[1]) for m in re.findall(r'osago_poison_messages_total\{reason="(\w+)"\} ([\d.]+)', metrics)
+    }
     assert counted == {"unreadable": 2.0, "unknown_insurer": 1.0, "unknown_quote": 1.0}
 
 

@@ -72,9 +72,7 @@ async def test_refusals_follow_the_order_of_the_contract(aggregator: TestClient)
     response = await aggregator.post("/api/v1/applications", data=big, headers={"Content-Type": "application/json"})
     assert response.status == 401  # no service token beats everything else
 
-    response = await aggregator.post(
-        "/api/v1/applications", data=big, headers={**AUTH, "Content-Type": "text/plain"}
-    )
+    response = await aggregator.post("/api/v1/applications", data=big, headers={**AUTH, "Content-Type": "text/plain"})
     assert response.status == 413  # too large beats the wrong content type
 
     response = await aggregator.post("/api/v1/applications", data="{}", headers={**AUTH, "Content-Type": "text/plain"})
@@ -82,7 +80,9 @@ async def test_refusals_follow_the_order_of_the_contract(aggregator: TestClient)
 
     for malformed in ("{", "[1,", "\xff", "NaN", '{"a": Infinity}'):
         response = await aggregator.post(
-            "/api/v1/applications", data=malformed.encode("latin-1"), headers={**AUTH, "Content-Type": "application/json"}
+            "/api/v1/applications",
+            data=malformed.encode("latin-1"),
+            headers={**AUTH, "Content-Type": "application/json"},
         )
         assert response.status == 400, malformed
         assert (await response.json())["error"]["code"] == "malformed_json"

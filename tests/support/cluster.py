@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import aio_pika
+import aiohttp
 
 from shared.models import Application, Offer, Quote
 from tests.support.infrastructure import RunInfrastructure
@@ -46,9 +46,7 @@ class Cluster:
         return self._add(ServiceProcess("sandbox", "quote_workers.sandbox", self.base_env, self.sandbox_port))
 
     def aggregator(self, name: str = "aggregator", **env: str) -> ServiceProcess:
-        return self._add(
-            ServiceProcess(name, "aggregator_api", {**self.base_env, **env}, self.aggregator_port)
-        )
+        return self._add(ServiceProcess(name, "aggregator_api", {**self.base_env, **env}, self.aggregator_port))
 
     def worker(self, name: str, *, metrics_port: bool = False, **env: str) -> ServiceProcess:
         port = free_port() if metrics_port else None
