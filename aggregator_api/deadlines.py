@@ -65,11 +65,12 @@ class DeadJobConsumer:
 async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:
     """Close every quote still pending after its deadline plus the grace period."""
     cutoff = utc_now() - timedelta(seconds=grace_s)
-    overdue = (
-        await Quote.filter(status=QuoteStatus.PENDING, application__deadline__lt=cutoff)
+    overdue = [
+        uuid.UUID(str(quote_id))
+        for quote_id in await Quote.filter(status=QuoteStatus.PENDING, application__deadline__lt=cutoff)
         .limit(SWEEP_BATCH)
         .values_list("id", flat=True)
-    )
+    ]
     results = [await finalize_quote(quote_id, NO_OUTCOME) for quote_id in overdue]
     recorded = [result for result in results if result.recorded]
     # Published together: one slow confirm must not hold back the rest of the batch.

@@ -19,6 +19,7 @@ from shared.amqp import ConfirmingPublisher, PublishFailed
 from shared.events import complete_event, quote_final_event
 from shared.messages import QuoteJob, event_message
 from shared.models import Application, Offer, Quote, QuoteStatus
+from shared.outcomes import quote_statuses
 from shared.timefmt import utc_now
 from shared.topology import JOBS_EXCHANGE, OFFERS_EXCHANGE
 
@@ -68,7 +69,7 @@ async def relay_quote_events(publisher: ConfirmingPublisher) -> int:
         )
         if not quotes:
             return 0
-        offers = {o.quote_id: o for o in await Offer.filter(quote_id__in=[q.id for q in quotes]).using_db(conn)}  # type: ignore[attr-defined]
+        offers = {o.quote_id: o for o in await Offer.filter(quote_id__in=[q.id for q in quotes]).using_db(conn)}
         events = [quote_final_event(q, offers.get(q.id)) for q in quotes]
         confirmed = await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(e), "") for e in events])
         done = [q.id for q, ok in zip(quotes, confirmed, strict=True) if ok]
@@ -92,10 +93,10 @@ async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
             return 0
         done = []
         for application in applications:
-            statuses = await Quote.filter(application_id=application.id).using_db(conn).values_list("status", flat=True)
+            statuses = await quote_statuses(application.id, conn)
             try:
                 await publisher.publish(
-                    OFFERS_EXCHANGE, event_message(complete_event(application.id, [QuoteStatus(s) for s in statuses]))
+                    OFFERS_EXCHANGE, event_message(complete_event(application.id, statuses))
                 )
             except PublishFailed:
                 break

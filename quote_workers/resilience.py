@@ -142,13 +142,15 @@ class GuardedInsurer:
 
     async def _call_through_breaker(self, request: QuoteRequest, timeout: float) -> InsurerOffer | InsurerDeclined:
         if self.breaker.state != STATE_HALF_OPEN:
-            return await self._guarded_call(request, timeout=timeout)
+            answer: InsurerOffer | InsurerDeclined = await self._guarded_call(request, timeout=timeout)
+            return answer
         # Half-open: the library lets every concurrent call through; one probe is enough.
         if self._probing:
             raise ProbeInFlight
         self._probing = True
         try:
-            return await self._guarded_call(request, timeout=timeout)
+            probe: InsurerOffer | InsurerDeclined = await self._guarded_call(request, timeout=timeout)
+            return probe
         finally:
             self._probing = False
 

@@ -23,7 +23,7 @@ from shared.amqp import ConfirmingPublisher, close_within
 from shared.messages import MalformedJob, QuoteJob
 from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
 from shared.models import Quote, QuoteStatus
-from shared.outcomes import StatusOutcome, finalize_quote, publish_outcome
+from shared.outcomes import Outcome, StatusOutcome, finalize_quote, publish_outcome
 from shared.topology import declare_job_queues
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class QuoteWorker:
             await settle(message.ack(), message)  # a redelivery of finished work
             return
 
+        outcome: Outcome
         if job.remaining() <= 0:
             outcome, attempts, last_error = NOT_ASKED_IN_TIME, 0, None
         else:

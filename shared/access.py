@@ -21,7 +21,7 @@ async def readable_application(
         return None
     if access_token_valid(str(application_id), access_token, token_secret):
         return application
-    if partner_id and str(application.partner_id) == partner_id:  # type: ignore[attr-defined]
+    if partner_id and str(application.partner_id) == partner_id:
         return application
     return None
 

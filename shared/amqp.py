@@ -76,7 +76,7 @@ class ConfirmingPublisher:
     async def open(cls, connection: AbstractRobustConnection, timeout: float) -> ConfirmingPublisher:
         # on_return_raises: an unroutable job (no queue bound) must fail, not vanish.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(connection, channel, timeout)  # type: ignore[arg-type]
+        return cls(connection, channel, timeout)
 
     @property
     def channel(self) -> AbstractRobustChannel:

@@ -67,9 +67,9 @@ async def load_snapshots(applications: list[Application]) -> list[ApplicationSna
     offers: dict[uuid.UUID, list[Offer]] = {application_id: [] for application_id in ids}
     if ids:
         for quote in await Quote.filter(application_id__in=ids).order_by("insurer_code"):
-            quotes[quote.application_id].append(quote)  # type: ignore[attr-defined]
+            quotes[quote.application_id].append(quote)
         for offer in await Offer.filter(application_id__in=ids):
-            offers[offer.application_id].append(offer)  # type: ignore[attr-defined]
+            offers[offer.application_id].append(offer)
     return [ApplicationSnapshot(a, quotes[a.id], offers[a.id]) for a in applications]
 
 

@@ -42,7 +42,7 @@ def offer_body(offer: Offer) -> dict[str, Any]:
 
 
 def quote_final_event(quote: Quote, offer: Offer | None) -> dict[str, Any]:
-    base = {"event_id": quote_event_id(quote.id), "application_id": str(quote.application_id)}  # type: ignore[attr-defined]
+    base = {"event_id": quote_event_id(quote.id), "application_id": str(quote.application_id)}
     insurer = {"code": quote.insurer_code, "name": quote.insurer_name}
     if quote.status is QuoteStatus.OFFERED and offer is not None:
         return {"type": "offer", **base, "insurer": insurer, "offer": offer_body(offer)}
@@ -67,7 +67,7 @@ def complete_event(application_id: uuid.UUID | str, statuses: list[QuoteStatus])
 
 def stored_events(application: Application, quotes: list[Quote], offers: list[Offer]) -> list[dict[str, Any]]:
     """Every event already stored for the application, in the order they happened."""
-    offers_by_quote = {offer.quote_id: offer for offer in offers}  # type: ignore[attr-defined]
+    offers_by_quote = {offer.quote_id: offer for offer in offers}
     final = sorted(
         (q for q in quotes if q.status is not QuoteStatus.PENDING and q.finished_at is not None),
         key=lambda q: (q.finished_at, q.insurer_code),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,7 +26,7 @@ class ApiError(Exception):
         status: int,
         code: str,
         message: str,
-        fields: Sequence[dict[str, str]] = (),
+        fields: Sequence[Mapping[str, Any]] = (),
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -42,7 +42,7 @@ def error_response(
     status: int,
     code: str,
     message: str,
-    fields: Sequence[dict[str, str]] = (),
+    fields: Sequence[Mapping[str, Any]] = (),
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     body = {"error": {"code": code, "message": message, "fields": list(fields)}}

@@ -7,7 +7,9 @@ of a client.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -49,13 +51,14 @@ class Application(Model):
     partner: fields.ForeignKeyNullableRelation[Partner] = fields.ForeignKeyField(
         "models.Partner", related_name="applications", null=True, on_delete=fields.RESTRICT
     )
+    partner_id: uuid.UUID | None
     # Who may replay an Idempotency-Key: "partner:<id>", "browser:<address>" or "service".
     client_scope = fields.CharField(max_length=80)
     idempotency_key = fields.CharField(max_length=255, null=True)
     # SHA-256 of the canonical request body: a repeated key with another body is a 409.
     request_fingerprint = fields.CharField(max_length=64)
     # The validated, normalised request (API.md POST body shape).
-    payload = fields.JSONField()
+    payload: dict[str, Any] = fields.JSONField()
     vin = fields.CharField(max_length=17, null=True, db_index=True)
     plate = fields.CharField(max_length=12, null=True, db_index=True)
     region_code = fields.CharField(max_length=3)
@@ -81,6 +84,7 @@ class Quote(Model):
     application: fields.ForeignKeyRelation[Application] = fields.ForeignKeyField(
         "models.Application", related_name="quotes", on_delete=fields.CASCADE
     )
+    application_id: uuid.UUID
     insurer_code = fields.CharField(max_length=32)
     insurer_name = fields.CharField(max_length=100)
     status = fields.CharEnumField(QuoteStatus, max_length=16, default=QuoteStatus.PENDING)
@@ -104,12 +108,14 @@ class Offer(Model):
     quote: fields.OneToOneRelation[Quote] = fields.OneToOneField(
         "models.Quote", related_name="offer", on_delete=fields.CASCADE
     )
+    quote_id: uuid.UUID
     application: fields.ForeignKeyRelation[Application] = fields.ForeignKeyField(
         "models.Application", related_name="offers", on_delete=fields.CASCADE
     )
+    application_id: uuid.UUID
     insurer_code = fields.CharField(max_length=32)
     premium_kopecks = fields.BigIntField()
-    coefficients = fields.JSONField()
+    coefficients: dict[str, str] = fields.JSONField()
     insurer_reference = fields.CharField(max_length=100)
     valid_until = fields.DatetimeField()
     created_at = fields.DatetimeField(auto_now_add=True)

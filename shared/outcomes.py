@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from shared.amqp import ConfirmingPublisher
@@ -67,18 +68,18 @@ async def finalize_quote(
     quote_id: uuid.UUID, outcome: Outcome, *, attempts: int | None = None, last_error: str | None = None
 ) -> FinalizeResult:
     async with in_transaction() as conn:
-        quote = await Quote.get_or_none(id=quote_id).using_db(conn)
+        quote = await Quote.filter(id=quote_id).using_db(conn).first()
         if quote is None:
             return FinalizeResult(recorded=False, quote_id=quote_id, application_id=None)
         application = (
-            await Application.filter(id=quote.application_id)  # type: ignore[attr-defined]
+            await Application.filter(id=quote.application_id)
             .select_for_update()
             .using_db(conn)
             .get()
         )
         now = utc_now()
         status = QuoteStatus.OFFERED if isinstance(outcome, OfferOutcome) else outcome.status
-        reason = None if isinstance(outcome, OfferOutcome) else outcome.reason
+        reason: str | None = None if isinstance(outcome, OfferOutcome) else outcome.reason
         updates: dict[str, Any] = {"status": status, "reason": reason, "finished_at": now}
         if attempts is not None:
             updates["attempts"] = attempts
@@ -87,7 +88,8 @@ async def finalize_quote(
         changed = await Quote.filter(id=quote_id, status=QuoteStatus.PENDING).using_db(conn).update(**updates)
         if not changed:
             return FinalizeResult(recorded=False, quote_id=quote_id, application_id=application.id)
-        quote.status, quote.reason, quote.finished_at = status, reason, now
+        quote.status, quote.finished_at = status, now
+        quote.reason = reason  # type: ignore[assignment]  # Tortoise types TextField(null=True) as str
         offer: Offer | None = None
         if isinstance(outcome, OfferOutcome):
             offer = await Offer.create(
@@ -104,7 +106,7 @@ async def finalize_quote(
         result = FinalizeResult(
             recorded=True, quote_id=quote_id, application_id=application.id, events=[quote_final_event(quote, offer)]
         )
-        statuses = await Quote.filter(application_id=application.id).using_db(conn).values_list("status", flat=True)
+        statuses = await quote_statuses(application.id, conn)
         if QuoteStatus.PENDING not in statuses:
             await (
                 Application.filter(id=application.id)
@@ -112,8 +114,13 @@ async def finalize_quote(
                 .update(status=ApplicationStatus.COMPLETE, completed_at=now)
             )
             result.completed = True
-            result.events.append(complete_event(application.id, [QuoteStatus(s) for s in statuses]))
+            result.events.append(complete_event(application.id, statuses))
         return result
+
+
+async def quote_statuses(application_id: uuid.UUID, conn: BaseDBAsyncClient | None = None) -> list[QuoteStatus]:
+    rows = await Quote.filter(application_id=application_id).using_db(conn).values_list("status", flat=True)
+    return [QuoteStatus(str(status)) for status in rows]
 
 
 async def mark_events_published(result: FinalizeResult) -> None:

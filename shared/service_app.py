@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Iterable
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from tortoise import Tortoise
 
 from shared.amqp import robust_connection
 from shared.db import database
-from shared.http_api import Handler, error_middleware, health_routes
+from shared.http_api import error_middleware, health_routes
 from shared.live_stream import LiveSockets
 from shared.metrics import metrics_handler, metrics_middleware
 from shared.offer_hub import OfferHub
@@ -61,7 +62,7 @@ async def readiness(app: web.Application) -> dict[str, bool]:
     return {"database": database_ok, "broker": AMQP in app and not app[AMQP].is_closed}
 
 
-def create_service_app(service: str, settings: Settings, *, middlewares: Iterable[Handler] = ()) -> web.Application:
+def create_service_app(service: str, settings: Settings, *, middlewares: Iterable[Middleware] = ()) -> web.Application:
     """An app with the database, the broker, the offer hub and the operator endpoints."""
     app = web.Application(
         middlewares=[metrics_middleware(service), error_middleware, *middlewares],

@@ -14,6 +14,7 @@ from typing import TypedDict
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aiormq.exceptions import ChannelPreconditionFailed
+from pamqp.common import FieldTable
 
 JOBS_EXCHANGE = "osago.quote.jobs"  # direct: routing key = insurer code
 DEAD_JOBS_EXCHANGE = "osago.quote.dead"  # fanout: expired or rejected jobs
@@ -43,7 +44,7 @@ def job_queue_name(insurer_code: str) -> str:
     return f"osago.quote.jobs.{insurer_code}"
 
 
-def job_queue_arguments(deadline_s: float) -> dict[str, object]:
+def job_queue_arguments(deadline_s: float) -> FieldTable:
     return {
         "x-queue-type": "quorum",
         "x-message-ttl": int(deadline_s * 1000),

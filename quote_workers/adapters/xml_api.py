@@ -69,7 +69,8 @@ def request_envelope(app: ApplicationView, key: str) -> bytes:
 
 def _parse(raw: bytes) -> Element:
     try:
-        return fromstring(raw, forbid_dtd=True)
+        root: Element = fromstring(raw, forbid_dtd=True)
+        return root
     except DefusedXmlException:
         raise PermanentInsurerError("insurer answer uses forbidden XML features") from None
     except (ParseError, ValueError):

@@ -32,9 +32,8 @@ class Quoter:
         self._answers: OrderedDict[tuple[str, str], tuple[float, Priced | Refused]] = OrderedDict()
         # References only need to be unique per company; a random start keeps them from
         # repeating after a sandbox restart (the aggregator may have stored earlier ones).
-        rng = random.Random()
+        self._rng = random.Random()
         self._serials: dict[str, int] = {}
-        self._seed = lambda: rng.randrange(1_000_000, 9_000_000)
 
     def quote(self, company: Company, applicant: Applicant, idempotency_key: str | None) -> Priced | Refused:
         if idempotency_key:
@@ -101,7 +100,7 @@ class Quoter:
 
     def _next_reference(self, company: Company, applicant: Applicant) -> str:
         serial = self._serials.get(company.code)
-        serial = self._seed() if serial is None else serial + 1
+        serial = self._rng.randrange(1_000_000, 9_000_000) if serial is None else serial + 1
         self._serials[company.code] = serial
         return f"{company.reference_prefix}-{applicant.start_date.year}-{serial:07d}"
 

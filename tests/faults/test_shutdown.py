@@ -62,7 +62,7 @@ async def test_core_app_closes_sockets_with_going_away_on_sigterm(make_cluster: 
 async def test_aggregator_exits_promptly_on_sigterm_with_the_broker_unreachable(
     make_cluster: Callable[..., Cluster],
     broker_proxy: TcpProxy,
-    fault_infrastructure: RunInfrastructure,  # noqa: F811
+    fault_infrastructure: RunInfrastructure,
 ) -> None:
     cluster = make_cluster()
     aggregator = cluster.aggregator(OSAGO_AMQP_URL=through(fault_infrastructure.amqp_url, broker_proxy))
