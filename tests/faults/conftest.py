@@ -4,6 +4,7 @@ test its own cluster of real processes, so killing things never disturbs another
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from shared.db import database
 from tests.support.cluster import Cluster
 from tests.support.infrastructure import BrokerAdmin, RunInfrastructure, private_infrastructure
+from tests.support.tcp_proxy import TcpProxy
 
 FAULT_DEADLINE_S = 6.0
 
@@ -53,3 +55,26 @@ async def make_cluster(
     yield make
     for cluster in clusters:
         await cluster.stop()
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+@pytest.fixture
+async def broker_proxy() -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.up()
+    yield proxy
+    await proxy.down()
+
+
+@pytest.fixture
+async def database_proxy() -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.up()
+    yield proxy
+    await proxy.down()

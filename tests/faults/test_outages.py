@@ -7,40 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit, urlunsplit
-
-import pytest
+from collections.abc import Callable
 
 from shared.models import Quote, QuoteStatus
-from tests.faults.conftest import FAULT_DEADLINE_S
+from tests.faults.conftest import FAULT_DEADLINE_S, through
 from tests.support.cluster import Cluster, application_row, eventually, quotes_of
 from tests.support.infrastructure import BrokerAdmin, RunInfrastructure
 from tests.support.samples import sample_application
 from tests.support.tcp_proxy import TcpProxy
-
-
-def through(url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
-@pytest.fixture
-async def broker_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy("127.0.0.1", 5672)
-    await proxy.up()
-    yield proxy
-    await proxy.down()
-
-
-@pytest.fixture
-async def database_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy("127.0.0.1", 5432)
-    await proxy.up()
-    yield proxy
-    await proxy.down()
 
 
 async def complete_with_offers(application_id: str, within_s: float) -> list[Quote]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import aiohttp
 
 from shared.models import QuoteStatus
-from tests.faults.test_outages import broker_proxy, through  # noqa: F401  (fixture)
+from tests.faults.conftest import through
 from tests.support.cluster import Cluster, eventually, quotes_of
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.samples import sample_application
