@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
-from aiohttp import web
-
 from core_app.app import SERVICE, create_app
-from shared.log_setup import configure_logging
-from shared.settings import settings_or_exit
+from shared.service_app import serve
 
 DEFAULT_PORT = 8080
 
 
 def main() -> None:
-    settings = settings_or_exit()
-    configure_logging(SERVICE, settings.log_level, json_lines=settings.log_json)
-    logging.getLogger(__name__).info("starting", extra={"settings": settings.redacted()})
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.default_port(DEFAULT_PORT),
-        print=None,
-        shutdown_timeout=10,
-        access_log=None,
-    )
+    serve(SERVICE, create_app, DEFAULT_PORT)
 
 
 if __name__ == "__main__":

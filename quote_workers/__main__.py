@@ -53,10 +53,7 @@ async def operator_endpoints(settings: Settings) -> AsyncIterator[None]:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    try:
-        served = insurer_catalogue.select(settings.insurers)
-    except ValueError as exc:
-        raise SystemExit(f"configuration error: OSAGO_INSURERS: {exc}") from None
+    served = insurer_catalogue.select(settings.insurers)
     retry = RetryPolicy(max_tries=settings.retry_max_tries, call_timeout_s=settings.insurer_call_timeout_s)
     breaker = BreakerPolicy(settings.breaker_failures, settings.breaker_recovery_s)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)

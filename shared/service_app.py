@@ -6,7 +6,8 @@ shutdown are explicit and symmetric.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
@@ -17,9 +18,10 @@ from shared.amqp import robust_connection
 from shared.db import database
 from shared.http_api import error_middleware, health_routes
 from shared.live_stream import LiveSockets
+from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler, metrics_middleware
 from shared.offer_hub import OfferHub
-from shared.settings import Settings
+from shared.settings import Settings, settings_or_exit
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -76,3 +78,19 @@ def create_service_app(service: str, settings: Settings, *, middlewares: Iterabl
     app.add_routes(health_routes(lambda: readiness(app)))
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def serve(service: str, create_app: Callable[[Settings], web.Application], default_port: int) -> None:
+    """The entry point of an HTTP service: settings from the environment, JSON logs, run until SIGTERM."""
+    settings = settings_or_exit()
+    configure_logging(service, settings.log_level, json_lines=settings.log_json)
+    logging.getLogger(service).info("starting", extra={"settings": settings.redacted()})
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.default_port(default_port),
+        print=None,
+        # In-flight requests get this long after SIGTERM; sockets are closed before it starts.
+        shutdown_timeout=10,
+        access_log=None,
+    )

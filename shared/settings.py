@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.insurers import CATALOGUE
+
 ENV_PREFIX = "OSAGO_"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/osago"
 FAILPOINTS = frozenset({"", "after_insurer", "after_db", "after_publish"})
@@ -159,6 +161,11 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
+        unknown_insurers = [code for code in self.insurers if code not in insurer_codes()]
+        if unknown_insurers:
+            raise SettingsError(
+                f"{ENV_PREFIX}INSURERS names an unknown insurer {unknown_insurers[0]!r}; known: {', '.join(insurer_codes())}"
+            )
         if self.failpoint not in FAILPOINTS:
             raise SettingsError(f"{ENV_PREFIX}FAILPOINT must be one of {sorted(FAILPOINTS)}, got {self.failpoint!r}")
         if self.ws_heartbeat_s < 0:
@@ -189,6 +196,10 @@ class Settings:
                     value = value.replace(f":{parts.password}@", ":***@")
             shown[spec.name] = value
         return shown
+
+
+def insurer_codes() -> tuple[str, ...]:
+    return tuple(insurer.code for insurer in CATALOGUE)
 
 
 def settings_or_exit(**overrides: Any) -> Settings:

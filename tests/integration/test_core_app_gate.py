@@ -7,10 +7,11 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from aggregator_api.admin import insert_partner
 from core_app.app import create_app
+from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
 from tests.support.samples import sample_application
@@ -23,12 +24,8 @@ async def core_without_aggregator(infrastructure: RunInfrastructure) -> AsyncIte
     settings = infrastructure.settings(
         aggregator_url=f"http://127.0.0.1:{free_port()}", browser_rps=1000.0, allowed_origins=("http://ok.test",)
     )
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    try:
+    async with in_process(create_app(settings)) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def test_unknown_api_key_is_401_before_anything_else(core_without_aggregator: TestClient) -> None:
@@ -84,7 +81,12 @@ async def test_partner_over_quota_gets_429_with_retry_after(core_without_aggrega
 async def test_websocket_from_a_foreign_origin_is_refused(core_without_aggregator: TestClient) -> None:
     response = await core_without_aggregator.get(
         "/api/v1/applications/00000000-0000-4000-8000-000000000000/offers?token=x",
-        headers={"Origin": "http://evil.test", "Connection": "Upgrade", "Upgrade": "websocket",
-                 "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        headers={
+            "Origin": "http://evil.test",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
     )
     assert response.status == 403

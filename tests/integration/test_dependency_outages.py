@@ -6,9 +6,10 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from aggregator_api.app import create_app
+from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
 from tests.support.samples import sample_application
@@ -22,12 +23,8 @@ async def aggregator_without_database(infrastructure: RunInfrastructure) -> Asyn
     settings = infrastructure.settings(
         service_token=TOKEN, database_url=f"postgres://postgres@127.0.0.1:{free_port()}/osago"
     )
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    try:
+    async with in_process(create_app(settings)) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def test_post_and_get_answer_503_with_retry_after(aggregator_without_database: TestClient) -> None:

@@ -23,6 +23,7 @@ from shared.application_schema import (
 )
 from shared.moscow_time import MOSCOW, moscow_today
 from shared.regions import REGION_CODES, is_region_code, subject_of
+from tests.support.samples import sample_application
 
 TODAY = date(2026, 3, 10)
 START = TODAY + timedelta(days=30)
@@ -39,39 +40,7 @@ def iso(day: date) -> str:
     return day.isoformat()
 
 
-VALID: dict[str, Any] = {
-    "vehicle": {
-        "category": "B",
-        "make": "Toyota",
-        "model": "Camry",
-        "year": 2019,
-        "power_hp": 181,
-        "vin": "XW7BF4FK60S123456",
-        "plate": "А123ВС777",
-        "purpose": "personal",
-        "document": {"type": "sts", "series": "77ХХ", "number": "123456", "issued": "2019-05-01"},
-    },
-    "owner": {
-        "last_name": "Иванов",
-        "first_name": "Иван",
-        "middle_name": "Иванович",
-        "birth_date": "1985-03-14",
-        "passport": {"series": "4510", "number": "123456", "issued": "2015-04-01"},
-        "registration": {"region_code": "77", "city": "Москва"},
-    },
-    "drivers": [
-        {
-            "last_name": "Иванов",
-            "first_name": "Иван",
-            "middle_name": "Иванович",
-            "birth_date": "1985-03-14",
-            "license": {"series": "7701", "number": "123456", "issued": "2005-06-01"},
-            "experience_since": "2005-06-01",
-        }
-    ],
-    "unlimited_drivers": False,
-    "period": {"start_date": iso(START), "months": 12},
-}
+VALID: dict[str, Any] = sample_application(TODAY, start_in_days=(START - TODAY).days)
 
 _SECOND_DRIVER: dict[str, Any] = {
     "last_name": "Петрова",
@@ -445,12 +414,8 @@ def test_document_field_error_wins_over_rule_on_same_field() -> None:
 
 
 def test_document_type_and_number_format() -> None:
-    assert errors(body(vehicle__document__type="STS")) == {
-        "vehicle.document.type": 'must be "sts", "pts" or "epts"'
-    }
-    assert errors(body(vehicle__document__number="12345a")) == {
-        "vehicle.document.number": "must contain only digits"
-    }
+    assert errors(body(vehicle__document__type="STS")) == {"vehicle.document.type": 'must be "sts", "pts" or "epts"'}
+    assert errors(body(vehicle__document__number="12345a")) == {"vehicle.document.number": "must contain only digits"}
 
 
 def test_document_issue_date_window() -> None:
@@ -697,9 +662,7 @@ def test_licence_series_rejects(series: str) -> None:
 
 
 def test_licence_number_is_six_digits() -> None:
-    assert errors(body(drivers__0__license__number="12345")) == {
-        "drivers.0.license.number": "must be 6 digits"
-    }
+    assert errors(body(drivers__0__license__number="12345")) == {"drivers.0.license.number": "must be 6 digits"}
 
 
 def test_duplicate_licence_is_reported_on_the_second_driver() -> None:
@@ -719,9 +682,7 @@ def test_five_drivers_pass_six_fail() -> None:
 
 
 def test_unlimited_with_drivers_is_reported_on_drivers() -> None:
-    assert errors(body(unlimited_drivers=True)) == {
-        "drivers": "must be empty or absent when unlimited_drivers is true"
-    }
+    assert errors(body(unlimited_drivers=True)) == {"drivers": "must be empty or absent when unlimited_drivers is true"}
 
 
 def test_unlimited_with_empty_or_absent_drivers_passes() -> None:

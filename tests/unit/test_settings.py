@@ -40,3 +40,8 @@ def test_redacted_settings_hide_secrets_and_passwords() -> None:
     shown = Settings.from_env({"OSAGO_AMQP_URL": "amqp://user:hunter2@host:5672/", "OSAGO_SERVICE_TOKEN": "t0ps3cret"})
     text = repr(shown.redacted())
     assert "hunter2" not in text and "t0ps3cret" not in text
+
+
+def test_unknown_insurer_code_fails_at_start() -> None:
+    with pytest.raises(SettingsError, match="OSAGO_INSURERS.*'acme'"):
+        Settings.from_env({"OSAGO_INSURERS": "sever,acme"})
