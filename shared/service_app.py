@@ -16,11 +16,12 @@ from tortoise import Tortoise
 
 from shared.amqp import robust_connection
 from shared.db import database
-from shared.http_api import error_middleware, health_routes
+from shared.http_api import error_middleware, health_routes, json_response
 from shared.live_stream import LiveSockets
 from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler, metrics_middleware
 from shared.offer_hub import OfferHub
+from shared.openapi import openapi_document
 from shared.settings import Settings, settings_or_exit
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -77,7 +78,12 @@ def create_service_app(service: str, settings: Settings, *, middlewares: Iterabl
     app.on_shutdown.append(close_sockets)
     app.add_routes(health_routes(lambda: readiness(app)))
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi_handler)
     return app
+
+
+async def openapi_handler(_: web.Request) -> web.Response:
+    return json_response(openapi_document())
 
 
 def serve(service: str, create_app: Callable[[Settings], web.Application], default_port: int) -> None:

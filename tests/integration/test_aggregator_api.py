@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -134,3 +135,20 @@ async def test_application_is_hidden_from_everybody_without_its_token(aggregator
     assert response.status == 404
     response = await aggregator.get(path, headers={"X-Osago-Access-Token": created["access_token"]})
     assert response.status == 401
+
+
+async def test_served_openapi_document_describes_the_validated_body(aggregator: TestClient) -> None:
+    response = await aggregator.get("/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"] == "3.1.0"
+    post = document["paths"]["/api/v1/applications"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ApplicationIn"
+    }
+    assert {"201", "400", "401", "409", "413", "415", "422", "429", "503"} <= set(post["responses"])
+    request_schema = document["components"]["schemas"]["ApplicationIn"]
+    assert set(request_schema["properties"]) == set(sample_application())
+    # Every $ref resolves inside the document.
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"])
