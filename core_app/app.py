@@ -36,7 +36,7 @@ def add_cors(app: web.Application, routes: list[web.AbstractRoute], origins: tup
     same-origin, and WebSockets are not subject to CORS (their Origin is checked in the
     handler instead).
     """
-    options = aiohttp_cors.ResourceOptions(
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]  # aiohttp-cors ships no annotations here
         allow_credentials=False,  # keys travel in headers, never in cookies
         allow_headers=CORS_REQUEST_HEADERS,
         expose_headers=CORS_EXPOSED_HEADERS,

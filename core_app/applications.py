@@ -6,7 +6,6 @@ field validation (422) is the aggregator's, so there is one schema in one place.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -39,7 +38,7 @@ async def forward(
                 log.warning("aggregator error", extra={"status": upstream.status, "path": request.path})
                 raise service_unavailable("the quoting service")
             return web.Response(body=payload, status=upstream.status, content_type="application/json", headers=kept)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         log.warning("aggregator unreachable", extra={"path": request.path})
         raise service_unavailable("the quoting service") from None
 
@@ -59,7 +58,9 @@ async def get_application(request: web.Request) -> web.Response:
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None:
         headers["X-Osago-Access-Token"] = token
-    return await forward(request, "GET", f"/api/v1/applications/{request.match_info['application_id']}", headers=headers)
+    return await forward(
+        request, "GET", f"/api/v1/applications/{request.match_info['application_id']}", headers=headers
+    )
 
 
 async def offers_socket(request: web.Request) -> web.StreamResponse:

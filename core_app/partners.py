@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
+from multidict import MultiMapping
 from tortoise.expressions import Q
 
 from core_app.gate import admit
@@ -63,7 +64,7 @@ class PageRequest:
     cursor: Cursor | None
 
 
-def parse_page_request(query: "web.MultiDictProxy[str]") -> PageRequest:
+def parse_page_request(query: MultiMapping[str]) -> PageRequest:
     """``limit`` and ``cursor`` from the query string; one 422 naming every bad parameter."""
     fields: list[dict[str, str]] = []
     limit = DEFAULT_LIMIT

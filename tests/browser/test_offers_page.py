@@ -34,7 +34,7 @@ async def open_page(page: Page, url: str) -> None:
 
 async def rendered_result(page: Page) -> dict[str, Any]:
     """What the person sees: each insurer's row and each offer card, in page order."""
-    return await page.evaluate(
+    seen: dict[str, Any] = await page.evaluate(
         """() => ({
             rows: [...document.querySelectorAll('#insurers tr')].map(r => ({
                 code: r.dataset.insurer, status: r.dataset.status, name: r.cells[0].textContent,
@@ -47,6 +47,7 @@ async def rendered_result(page: Page) -> dict[str, Any]:
             duplicatesDropped: Number(document.getElementById('result').dataset.duplicatesDropped),
         })"""
     )
+    return seen
 
 
 async def application_view(system: RunningSystem, created: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +177,9 @@ async def test_client_checks_mirror_the_server_and_server_422_lands_next_to_the_
 
 
 @pytest.fixture
-async def lone_core_app(browser_infrastructure: RunInfrastructure, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+async def lone_core_app(
+    browser_infrastructure: RunInfrastructure, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
     """A core app in this process whose aggregator is down, with the browser quota the test asks for."""
     rps: float = request.param
     port = free_port()

@@ -67,9 +67,7 @@ async def test_page_survives_the_death_of_its_core_app_without_duplicates(
     await expect(page.locator("#connection")).to_have_text("")
 
 
-async def test_page_reloaded_mid_stream_resumes_the_same_application(
-    browser_system: RunningSystem, page: Page
-) -> None:
+async def test_page_reloaded_mid_stream_resumes_the_same_application(browser_system: RunningSystem, page: Page) -> None:
     await browser_system.set_all_behaviours({"mode": "ok", "latency_ms": [1000, 4000]})
     try:
         await open_page(page, f"{browser_system.cores[1].url}/")

@@ -47,14 +47,18 @@ def key_headers(api_key: str) -> dict[str, str]:
 async def call(
     system: RunningSystem, core: int, method: str, path: str, *, headers: dict[str, str] | None = None, body: Any = None
 ) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
-    async with system.session.request(method, f"{system.cores[core].url}{path}", headers=headers, json=body) as response:
+    async with system.session.request(
+        method, f"{system.cores[core].url}{path}", headers=headers, json=body
+    ) as response:
         return response.status, await response.json(), response.headers
 
 
 @pytest.fixture(scope="module")
 async def partners(infrastructure: RunInfrastructure) -> dict[str, str]:
     names = ("Партнёр А", "Партнёр Б", "Партнёр В")
-    keys = await asyncio.gather(*(create_partner(infrastructure, f"{name} {uuid.uuid4().hex[:6]}", ROOMY_RPS) for name in names))
+    keys = await asyncio.gather(
+        *(create_partner(infrastructure, f"{name} {uuid.uuid4().hex[:6]}", ROOMY_RPS) for name in names)
+    )
     return {"a": keys[0][1], "b": keys[1][1], "c": keys[2][1]}
 
 
@@ -97,7 +101,9 @@ async def test_partner_reads_its_own_application_and_everybody_else_gets_404(
     for headers in (key_headers(partners["b"]), {}, {"Authorization": "Bearer not-the-token"}):
         status, body, _ = await call(calm_system, 1, "GET", path, headers=headers)
         assert status == 404 and body["error"]["code"] == "not_found", headers
-    status, unknown, _ = await call(calm_system, 1, "GET", f"/api/v1/applications/{uuid.uuid4()}", headers=key_headers(partners["b"]))
+    status, unknown, _ = await call(
+        calm_system, 1, "GET", f"/api/v1/applications/{uuid.uuid4()}", headers=key_headers(partners["b"])
+    )
     assert (status, unknown) == (404, body)
     status, body, _ = await call(calm_system, 0, "GET", path, headers=key_headers("osk_not-a-key"))
     assert status == 401
@@ -127,7 +133,12 @@ async def test_partner_lists_its_own_applications_newest_first_in_stable_pages(
     mine: list[str] = []
     for _ in range(5):  # one after another: distinct creation times
         status, created, _ = await call(
-            calm_system, 0, "POST", "/api/v1/applications", headers=key_headers(partners["c"]), body=sample_application()
+            calm_system,
+            0,
+            "POST",
+            "/api/v1/applications",
+            headers=key_headers(partners["c"]),
+            body=sample_application(),
         )
         assert status == 201
         mine.append(created["id"])
@@ -137,7 +148,9 @@ async def test_partner_lists_its_own_applications_newest_first_in_stable_pages(
     assert status == 201
     newest_first = mine[::-1]
 
-    status, first_page, _ = await call(calm_system, 1, "GET", "/api/v1/applications?limit=2", headers=key_headers(partners["c"]))
+    status, first_page, _ = await call(
+        calm_system, 1, "GET", "/api/v1/applications?limit=2", headers=key_headers(partners["c"])
+    )
     assert status == 200
     assert [item["id"] for item in first_page["items"]] == newest_first[:2]
     assert first_page["next_cursor"]
@@ -152,7 +165,11 @@ async def test_partner_lists_its_own_applications_newest_first_in_stable_pages(
     pages = 1
     while cursor is not None:
         status, page, _ = await call(
-            calm_system, pages % 2, "GET", f"/api/v1/applications?limit=2&cursor={cursor}", headers=key_headers(partners["c"])
+            calm_system,
+            pages % 2,
+            "GET",
+            f"/api/v1/applications?limit=2&cursor={cursor}",
+            headers=key_headers(partners["c"]),
         )
         assert status == 200, page
         seen += [item["id"] for item in page["items"]]
@@ -161,7 +178,9 @@ async def test_partner_lists_its_own_applications_newest_first_in_stable_pages(
     assert theirs["id"] not in seen and newer["id"] not in seen
 
     # Each item is what GET of that application answers.
-    status, listed, _ = await call(calm_system, 0, "GET", "/api/v1/applications?limit=1", headers=key_headers(partners["c"]))
+    status, listed, _ = await call(
+        calm_system, 0, "GET", "/api/v1/applications?limit=1", headers=key_headers(partners["c"])
+    )
     assert status == 200 and [item["id"] for item in listed["items"]] == [newer["id"]]
     status, one, _ = await call(calm_system, 0, "GET", newer["links"]["self"], headers=key_headers(partners["c"]))
     item = listed["items"][0]
@@ -169,7 +188,9 @@ async def test_partner_lists_its_own_applications_newest_first_in_stable_pages(
     assert (item["id"], item["created_at"], item["deadline"]) == (one["id"], one["created_at"], one["deadline"])
     assert [i["code"] for i in item["insurers"]] == [i["code"] for i in one["insurers"]]
 
-    status, other, _ = await call(calm_system, 0, "GET", "/api/v1/applications?limit=100", headers=key_headers(partners["b"]))
+    status, other, _ = await call(
+        calm_system, 0, "GET", "/api/v1/applications?limit=100", headers=key_headers(partners["b"])
+    )
     assert theirs["id"] in [i["id"] for i in other["items"]]
     assert not set(mine) & {i["id"] for i in other["items"]}
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from core_app.app import create_app
@@ -25,6 +26,8 @@ from shared.timefmt import utc_now
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
 from tests.support.samples import sample_application
+
+Client = TestClient[web.Request, web.Application]
 
 ALLOWED_ORIGIN = "http://ok.test"
 MAX_BODY_BYTES = 2048
@@ -54,7 +57,7 @@ def settings(infrastructure: RunInfrastructure) -> Settings:
 
 
 @pytest.fixture(scope="module")
-async def core(settings: Settings) -> AsyncIterator[TestClient]:
+async def core(settings: Settings) -> AsyncIterator[Client]:
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
@@ -85,7 +88,7 @@ def offers_path(application_id: str, token: str | None = None) -> str:
 # --- request body ---------------------------------------------------------------------------
 
 
-async def test_body_over_the_configured_limit_is_413_with_or_without_content_length(core: TestClient) -> None:
+async def test_body_over_the_configured_limit_is_413_with_or_without_content_length(core: Client) -> None:
     oversized = b'{"padding": "' + b"x" * MAX_BODY_BYTES + b'"}'
     response = await core.post("/api/v1/applications", data=oversized, headers={"Content-Type": "application/json"})
     assert response.status == 413
@@ -108,17 +111,17 @@ async def test_body_over_the_configured_limit_is_413_with_or_without_content_len
 # --- WebSocket frames, idleness, sockets per application ------------------------------------------
 
 
-async def test_frame_over_the_configured_size_closes_the_socket_with_1009(core: TestClient, settings: Settings) -> None:
+async def test_frame_over_the_configured_size_closes_the_socket_with_1009(core: Client, settings: Settings) -> None:
     application_id, token = await stored_application(settings)
     async with core.ws_connect(offers_path(application_id, token)) as ws:
         await ws.send_str("x" * (MAX_MESSAGE_BYTES // 2))  # small frames are read and ignored
         await ws.send_str("x" * (MAX_MESSAGE_BYTES + 1))
         message = await ws.receive(timeout=10)
     assert message.type is aiohttp.WSMsgType.CLOSE
-    assert message.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG == 1009
+    assert message.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009
 
 
-async def test_silent_client_is_closed_after_the_idle_timeout(core: TestClient, settings: Settings) -> None:
+async def test_silent_client_is_closed_after_the_idle_timeout(core: Client, settings: Settings) -> None:
     application_id, token = await stored_application(settings)
     async with core.ws_connect(offers_path(application_id, token), autoping=False) as ws:
         # The server has nothing to send (no quote will ever finish) and we say nothing.
@@ -128,7 +131,7 @@ async def test_silent_client_is_closed_after_the_idle_timeout(core: TestClient, 
     assert message.extra == "idle timeout"
 
 
-async def test_client_that_keeps_talking_outlives_the_idle_timeout(core: TestClient, settings: Settings) -> None:
+async def test_client_that_keeps_talking_outlives_the_idle_timeout(core: Client, settings: Settings) -> None:
     application_id, token = await stored_application(settings)
     async with core.ws_connect(offers_path(application_id, token)) as ws:
         server_said = asyncio.create_task(ws.receive())
@@ -143,7 +146,7 @@ async def test_client_that_keeps_talking_outlives_the_idle_timeout(core: TestCli
 
 
 async def test_sockets_over_the_per_application_cap_are_refused_before_the_upgrade(
-    core: TestClient, settings: Settings
+    core: Client, settings: Settings
 ) -> None:
     application_id, token = await stored_application(settings)
     path = offers_path(application_id, token)
@@ -182,7 +185,7 @@ async def test_sockets_over_the_per_application_cap_are_refused_before_the_upgra
 
 
 async def test_streams_without_a_valid_token_are_refused_with_404_before_any_frame(
-    core: TestClient, settings: Settings
+    core: Client, settings: Settings
 ) -> None:
     application_id, token = await stored_application(settings)
     other_id, other_token = await stored_application(settings)
@@ -201,9 +204,7 @@ async def test_streams_without_a_valid_token_are_refused_with_404_before_any_fra
         assert not ws.closed
 
 
-async def test_browser_streams_are_accepted_only_from_configured_origins(
-    core: TestClient, settings: Settings
-) -> None:
+async def test_browser_streams_are_accepted_only_from_configured_origins(core: Client, settings: Settings) -> None:
     application_id, token = await stored_application(settings)
     async with core.ws_connect(offers_path(application_id, token), headers={"Origin": ALLOWED_ORIGIN}) as ws:
         assert not ws.closed
@@ -216,7 +217,7 @@ async def test_browser_streams_are_accepted_only_from_configured_origins(
 # --- CORS ---------------------------------------------------------------------------------------
 
 
-async def test_cors_preflight_is_answered_for_configured_origins_only(core: TestClient) -> None:
+async def test_cors_preflight_is_answered_for_configured_origins_only(core: Client) -> None:
     preflight = {
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type,x-api-key,idempotency-key",
@@ -233,7 +234,7 @@ async def test_cors_preflight_is_answered_for_configured_origins_only(core: Test
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-async def test_cors_headers_on_api_answers_but_not_on_the_page(core: TestClient) -> None:
+async def test_cors_headers_on_api_answers_but_not_on_the_page(core: Client) -> None:
     response = await core.get("/api/v1/reference", headers={"Origin": ALLOWED_ORIGIN})
     assert response.status == 200
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
@@ -249,7 +250,7 @@ async def test_cors_headers_on_api_answers_but_not_on_the_page(core: TestClient)
         assert "Access-Control-Allow-Origin" not in response.headers
 
 
-async def test_reference_gives_the_form_what_the_server_checks_with(core: TestClient) -> None:
+async def test_reference_gives_the_form_what_the_server_checks_with(core: Client) -> None:
     response = await core.get("/api/v1/reference")
     assert response.status == 200
     body = await response.json()

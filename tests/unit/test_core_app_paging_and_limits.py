@@ -66,7 +66,11 @@ def test_bad_limit_and_cursor_are_listed_together() -> None:
 def test_limits_have_safe_defaults_and_come_from_the_environment() -> None:
     defaults = Settings.from_env({})
     assert (defaults.max_body_bytes, defaults.ws_max_message_bytes) == (64 * 1024, 4096)
-    assert (defaults.ws_idle_timeout_s, defaults.ws_heartbeat_s, defaults.ws_max_sockets_per_application) == (60, 20, 10)
+    assert (defaults.ws_idle_timeout_s, defaults.ws_heartbeat_s, defaults.ws_max_sockets_per_application) == (
+        60,
+        20,
+        10,
+    )
     configured = Settings.from_env(
         {
             "OSAGO_MAX_BODY_BYTES": "2048",
