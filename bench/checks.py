@@ -10,22 +10,22 @@ import asyncpg
 async def database_outcome(database_url: str, application_ids: list[str] | None = None) -> dict[str, Any]:
     """Counts over every application, or over ``application_ids`` only."""
     conn = await asyncpg.connect(database_url)
-    only = "application_id = ANY($1::uuid[])" if application_ids is not None else "$1::uuid[] IS NULL"
+    only = "($1::uuid[] IS NULL OR {col} = ANY($1::uuid[]))"
     args = [application_ids]
     try:
         apps = await conn.fetchrow(
             "SELECT count(*) AS total, count(*) FILTER (WHERE status = 'complete') AS complete FROM application "
-            f"WHERE {only.replace('application_id', 'id')}",
+            f"WHERE {only.format(col='id')}",
             *args,
         )
-        statuses = await conn.fetch(f"SELECT status, count(*) FROM quote WHERE {only} GROUP BY status ORDER BY status", *args)
+        statuses = await conn.fetch(f"SELECT status, count(*) FROM quote WHERE {only.format(col='application_id')} GROUP BY status ORDER BY status", *args)
         late = await conn.fetchval(
             "SELECT count(*) FROM quote q JOIN application a ON a.id = q.application_id "
-            f"WHERE (q.finished_at IS NULL OR q.finished_at > a.deadline) AND q.{only}",
+            f"WHERE (q.finished_at IS NULL OR q.finished_at > a.deadline) AND {only.format(col='q.application_id')}",
             *args,
         )
         unpublished = await conn.fetchval(
-            f"SELECT count(*) FROM quote WHERE (NOT job_published OR (status <> 'pending' AND NOT event_published)) AND {only}",
+            f"SELECT count(*) FROM quote WHERE (NOT job_published OR (status <> 'pending' AND NOT event_published)) AND {only.format(col='application_id')}",
             *args,
         )
         return {

@@ -151,7 +151,13 @@ def system_env(infra: Infrastructure, sandbox_port: int, aggregator_port: int, c
 
 
 async def start_system(
-    infra: Infrastructure, *, workers: int = 2, cores: int = 2, with_workers: bool = True, **extra_env: str
+    infra: Infrastructure,
+    *,
+    workers: int = 2,
+    cores: int = 2,
+    with_workers: bool = True,
+    worker_module: str = "quote_workers",
+    **extra_env: str,
 ) -> System:
     sandbox_port, aggregator_port = free_port(), free_port()
     core_ports = [free_port() for _ in range(cores)]
@@ -161,7 +167,7 @@ async def start_system(
         sandbox=python_service("sandbox", "quote_workers.sandbox", env, sandbox_port),
         aggregator=python_service("aggregator", "aggregator_api", env, aggregator_port),
         workers=[
-            python_service(f"worker{n}", "quote_workers", env, ready_line=b"worker consuming")
+            python_service(f"worker{n}", worker_module, env, ready_line=b"worker consuming")
             for n in range(1, (workers if with_workers else 0) + 1)
         ],
         cores=[python_service(f"core{n}", "core_app", env, port) for n, port in enumerate(core_ports, start=1)],

@@ -50,13 +50,18 @@ def held(load: dict[str, Any], outcome: dict[str, Any]) -> tuple[bool, list[str]
     return not reasons, reasons
 
 
-async def run(step_s: float = 12.0, rates: tuple[float, ...] = RATES, latency_ms: int = LATENCY_MS) -> dict[str, Any]:
+async def run(
+    step_s: float = 12.0,
+    rates: tuple[float, ...] = RATES,
+    latency_ms: int = LATENCY_MS,
+    worker_module: str = "quote_workers",
+) -> dict[str, Any]:
     raise_fd_limit()
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     profiles: dict[str, Any] = {}
     async with private_infrastructure("throughput") as infra:
-        system = await start_system(infra)
+        system = await start_system(infra, worker_module=worker_module)
         try:
             await system.set_behaviour({"mode": "ok", "latency_ms": [latency_ms, latency_ms]})
             await run_load(LoadConfig(system.core_urls, 10, 3, latency_ms, label="warm-up", client_timeout_s=90))
@@ -92,6 +97,7 @@ async def run(step_s: float = 12.0, rates: tuple[float, ...] = RATES, latency_ms
         finally:
             await stop_system(system)
     return {
+        "workers": worker_module,
         "sandbox_latency_ms": latency_ms,
         "insurers_per_application": 10,
         "step_s": step_s,
@@ -107,9 +113,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--step-s", type=float, default=12.0)
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
+    parser.add_argument("--proposed", action="store_true", help="workers with bench/proposals.py applied in memory")
     args = parser.parse_args()
     rates = tuple(float(r) for r in args.rates.split(","))
-    print(json.dumps(asyncio.run(run(args.step_s, rates)), indent=2, ensure_ascii=False))
+    module = "bench.patched_worker" if args.proposed else "quote_workers"
+    print(json.dumps(asyncio.run(run(args.step_s, rates, worker_module=module)), indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
