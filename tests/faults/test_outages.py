@@ -117,8 +117,12 @@ async def test_force_closed_broker_connections_reconnect_and_consume_again(
         }
 
     assert await eventually(lambda: _all_consumed(consumers_per_job_queue), 10)
+
+    async def every_service_connected() -> bool:  # the management API lists connections with a lag
+        return len(await fault_broker.connections(vhost)) >= 3
+
+    assert await eventually(every_service_connected, 15, interval=0.5)
     connections = await fault_broker.connections(vhost)
-    assert len(connections) >= 3
     for connection in connections:
         await fault_broker.close_connection(str(connection["name"]))
 
