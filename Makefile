@@ -32,8 +32,11 @@ test: install services
 	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(VENV)/bin/pytest
 
-bench: migrate
-	$(VENV)/bin/python -m bench
+# Load benchmarks (README.md, "Benchmarks"): their own database, vhost and processes,
+# about 10 minutes; JSON in bench/results/. BENCH_ARGS=--quick for a smoke run, or names of benchmarks.
+bench: install services
+	$(VENV)/bin/pip install --quiet -e '.[bench]'
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
