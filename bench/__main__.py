@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...]`` (``make bench``): run the benchmarks, print a table, save JSON.
 
-Names: raw_broker, raw_db, websockets, overhead, throughput (default: all, in that order).
+Names: raw_broker, raw_db, websockets, ws_memory, overhead, throughput (default: all, in that order).
 Results go to bench/results/bench-<UTC time>.json and bench/results/latest.json.
 Each benchmark makes and removes its own database and vhost and its own processes.
 """
@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import overhead, raw_broker, raw_db, throughput, websockets
+from bench import overhead, raw_broker, raw_db, throughput, websockets, ws_memory
 from bench.infra import POSTGRES_URL
 from bench.machine import describe
 from bench.system import RESULTS_DIR, raise_fd_limit, wait_for_quiet_machine
@@ -24,6 +24,7 @@ FULL: dict[str, Any] = {
     "raw_broker": lambda: raw_broker.run(20_000),
     "raw_db": lambda: raw_db.run(10_000),
     "websockets": lambda: websockets.run(10_000, 2_000),
+    "ws_memory": lambda: ws_memory.run(500),
     "overhead": lambda: _overhead(),
     "throughput": lambda: _throughput(10.0, throughput.RATES),
 }
@@ -31,6 +32,7 @@ QUICK: dict[str, Any] = {
     "raw_broker": lambda: raw_broker.run(5_000),
     "raw_db": lambda: raw_db.run(2_000),
     "websockets": lambda: websockets.run(2_000, 300),
+    "ws_memory": lambda: ws_memory.run(200),
     "overhead": lambda: _overhead(duration=8.0),
     "throughput": lambda: _throughput(6.0, (5.0, 10.0, 20.0)),
 }
@@ -48,6 +50,7 @@ async def _overhead(duration: float = 20.0) -> dict[str, Any]:
     return {
         "at_50_per_s": await overhead.run(50.0, duration),
         "at_5_per_s": await overhead.run(5.0, duration),
+        "at_5_per_s_proposed_workers": await overhead.run(5.0, duration, worker_module="bench.patched_worker"),
     }
 
 
@@ -75,6 +78,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     ratio = f"{best / publish:.3f}" if publish and best is not None else None
     o50 = _get(results, "overhead", "at_50_per_s", "load")
     o5 = _get(results, "overhead", "at_5_per_s", "load")
+    o5p = _get(results, "overhead", "at_5_per_s_proposed_workers", "load")
     fmt = lambda s: None if not s or not s.get("count") else f"{s['p50_ms']:.0f} / {s['p95_ms']:.0f} / {s['p99_ms']:.0f}"  # noqa: E731
     kb = lambda b: None if b is None else f"{b / 1000:.1f} KB"  # noqa: E731
     return [
@@ -90,6 +94,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("aiohttp bare: RSS per idle socket", kb(_get(results, "websockets", "raw_aiohttp", "rss_per_socket_bytes")), "15.5 KB"),
         ("core app: idle sockets held", _get(results, "websockets", "core_app", "sockets_held"), "10 000"),
         ("core app: RSS per idle socket", kb(_get(results, "websockets", "core_app", "rss_per_socket_bytes")), "≤ 20 KB"),
+        ("core app: traced heap per idle socket (tracemalloc)", kb(_get(results, "ws_memory", "traced_bytes_per_socket")), ""),
         ("core app: socket connects/s", _get(results, "websockets", "core_app", "connect_per_s"), ""),
         ("core app: fan-out, socket messages/s", _get(results, "websockets", "core_app", "fanout", "socket_messages_per_s"), "≥ 5 000"),
         ("core app: publish→client p50/p95/p99 ms", fmt(_get(results, "websockets", "core_app", "publish_to_client_latency")), ""),
@@ -98,6 +103,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("overhead @50/s: completed / sent", None if not o50 else f"{o50['counts'].get('complete', 0)} / {o50['counts'].get('sent', 0)}", ""),
         ("overhead @5/s: first offer p50/p95/p99 ms", fmt(_get(o5, "overhead_first_offer_ms")), ""),
         ("overhead @5/s: complete p50/p95/p99 ms", fmt(_get(o5, "overhead_complete_ms")), ""),
+        ("overhead @5/s, proposed worker DB path: complete p50/p95/p99 ms", fmt(_get(o5p, "overhead_complete_ms")), ""),
         ("throughput: max sustained applications/s (10 insurers)", _get(results, "throughput", "max_sustained_applications_per_s"), "≥ 150"),
         ("throughput: quotes/s ÷ raw confirmed publish", ratio, "≥ 0.2"),
         ("throughput, proposed worker DB path: max applications/s",

@@ -26,10 +26,12 @@ def pids_of(system: Any) -> dict[str, list[int]]:
     return named
 
 
-async def run(rate: float = 50.0, duration: float = 30.0, latency_ms: int = LATENCY_MS) -> dict[str, Any]:
+async def run(
+    rate: float = 50.0, duration: float = 30.0, latency_ms: int = LATENCY_MS, worker_module: str = "quote_workers"
+) -> dict[str, Any]:
     raise_fd_limit()
     async with private_infrastructure("overhead") as infra:
-        system = await start_system(infra)
+        system = await start_system(infra, worker_module=worker_module)
         try:
             await system.set_behaviour({"mode": "ok", "latency_ms": [latency_ms, latency_ms]})
             # Warm-up: connection pools, prepared statements, lazily built state.
@@ -42,7 +44,7 @@ async def run(rate: float = 50.0, duration: float = 30.0, latency_ms: int = LATE
             outcome = await database_outcome(infra.database_url)
         finally:
             await stop_system(system)
-    return {"load": load.result(), "cpu": cpu, "database": outcome}
+    return {"workers": worker_module, "load": load.result(), "cpu": cpu, "database": outcome}
 
 
 def main() -> None:
@@ -50,8 +52,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--latency-ms", type=int, default=LATENCY_MS)
+    parser.add_argument("--proposed", action="store_true", help="workers with bench/proposals.py applied in memory")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.rate, args.duration, args.latency_ms)), indent=2, ensure_ascii=False))
+    module = "bench.patched_worker" if args.proposed else "quote_workers"
+    print(json.dumps(asyncio.run(run(args.rate, args.duration, args.latency_ms, module)), indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ async def start_system(
     cores: int = 2,
     with_workers: bool = True,
     worker_module: str = "quote_workers",
+    core_module: str = "core_app",
     **extra_env: str,
 ) -> System:
     sandbox_port, aggregator_port = free_port(), free_port()
@@ -170,7 +171,7 @@ async def start_system(
             python_service(f"worker{n}", worker_module, env, ready_line=b"worker consuming")
             for n in range(1, (workers if with_workers else 0) + 1)
         ],
-        cores=[python_service(f"core{n}", "core_app", env, port) for n, port in enumerate(core_ports, start=1)],
+        cores=[python_service(f"core{n}", core_module, env, port) for n, port in enumerate(core_ports, start=1)],
     )
     try:
         # The aggregator declares the topology, so it is up before the workers consume.

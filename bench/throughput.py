@@ -25,7 +25,7 @@ from bench.overhead import pids_of
 from bench.system import CpuMeter, finish_profile, raise_fd_limit, start_profile, start_system, stop_system
 
 LATENCY_MS = 200
-RATES = (2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 80.0, 100.0, 150.0, 200.0)
+RATES = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0, 45.0, 60.0, 80.0, 100.0, 150.0, 200.0)
 MAX_P99_OVERHEAD_MS = 1000.0
 
 

@@ -214,9 +214,11 @@ def _event(application_id: str, padding: str) -> aio_pika.Message:
     )
 
 
-async def core_app(idle: int, events: int, latency_rate: float, latency_s: float) -> dict[str, Any]:
+async def core_app(
+    idle: int, events: int, latency_rate: float, latency_s: float, core_module: str = "core_app"
+) -> dict[str, Any]:
     async with private_infrastructure("ws", deadline_s=900) as infra:
-        system = await start_system(infra, cores=1, with_workers=False)
+        system = await start_system(infra, cores=1, with_workers=False, core_module=core_module)
         core = system.cores[0]
         clients = Clients()
         connection = await aio_pika.connect(infra.amqp_url)
@@ -227,7 +229,7 @@ async def core_app(idle: int, events: int, latency_rate: float, latency_s: float
             ]
             await clients.connect(urls, core.url)  # warm-up: one socket per application
             before = await _rss_settled(core.pid)
-            profile = start_profile(core.pid, 10, "websockets-core-connect")
+            profile = start_profile(core.pid, 10, f"websockets-{core_module}-connect")
             connect_meter = CpuMeter({"core app": [core.pid], "clients (bench)": [own_pid()]})
             connect_meter.start()
             connect_s = await clients.connect([urls[n % len(urls)] for n in range(idle - len(urls))], core.url)
@@ -246,7 +248,7 @@ async def core_app(idle: int, events: int, latency_rate: float, latency_s: float
 
             # Fan-out burst: every event goes to every socket of its application.
             meter = CpuMeter({"core app": [core.pid], "clients (bench)": [own_pid()]})
-            profile = start_profile(core.pid, 8, "websockets-core-fanout")
+            profile = start_profile(core.pid, 8, f"websockets-{core_module}-fanout")
             meter.start()
             started = time.time()
             for n in range(events):
@@ -288,6 +290,7 @@ async def core_app(idle: int, events: int, latency_rate: float, latency_s: float
             await clients.close()
             await stop_system(system)
     return {
+        "core_module": core_module,
         "applications": APPLICATIONS,
         "sockets_held": held,
         "connect_per_s": round((held - APPLICATIONS) / connect_s),
@@ -314,8 +317,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=2_000)
+    parser.add_argument("--core-only", action="store_true", help="skip the bare aiohttp baseline")
+    parser.add_argument("--gc-tuned", action="store_true", help="core app with gc.freeze() and a larger gen-0 threshold")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.sockets, args.events)), indent=2))
+    if args.core_only:
+        raise_fd_limit()
+        module = "bench.patched_core" if args.gc_tuned else "core_app"
+        result = asyncio.run(core_app(args.sockets, args.events, 20.0, 5.0, core_module=module))
+    else:
+        result = asyncio.run(run(args.sockets, args.events))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
