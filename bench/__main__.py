@@ -79,35 +79,83 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     o50 = _get(results, "overhead", "at_50_per_s", "load")
     o5 = _get(results, "overhead", "at_5_per_s", "load")
     o5p = _get(results, "overhead", "at_5_per_s_proposed_workers", "load")
-    fmt = lambda s: None if not s or not s.get("count") else f"{s['p50_ms']:.0f} / {s['p95_ms']:.0f} / {s['p99_ms']:.0f}"  # noqa: E731
+
+    def fmt(s: Any) -> str | None:
+        if not s or not s.get("count"):
+            return None
+        return f"{s['p50_ms']:.0f} / {s['p95_ms']:.0f} / {s['p99_ms']:.0f}"
+
     kb = lambda b: None if b is None else f"{b / 1000:.1f} KB"  # noqa: E731
     return [
         ("broker: persistent+confirmed publish, msg/s", publish, "6.5–7.3 k"),
         ("broker: acked consume, msg/s", _get(results, "raw_broker", "consume_acked_per_s"), "7.7 k"),
-        ("broker: publish+consume together, msg/s", _get(results, "raw_broker", "publish_and_consume_together_per_s"), ""),
+        (
+            "broker: publish+consume together, msg/s",
+            _get(results, "raw_broker", "publish_and_consume_together_per_s"),
+            "",
+        ),
         ("postgres: single-row insert (asyncpg), rows/s", _db(results, "asyncpg_insert_quote"), "7 k"),
         ("postgres: single-row insert (Tortoise), rows/s", _db(results, "tortoise_insert_quote"), "5 k"),
         ("postgres: aggregator create txn (Tortoise), apps/s", _db(results, "tortoise_create_application"), ""),
         ("postgres: worker DB path today (contended), quotes/s", _db(results, "worker_db_path_today (contended)"), ""),
-        ("postgres: proposed finalize (contended), quotes/s", _db(results, "proposed_finalize_asyncpg (contended)"), ""),
-        ("aiohttp bare: WS messages/s, one process", _get(results, "websockets", "raw_aiohttp", "messages_per_s"), "7 k"),
-        ("aiohttp bare: RSS per idle socket", kb(_get(results, "websockets", "raw_aiohttp", "rss_per_socket_bytes")), "15.5 KB"),
+        (
+            "postgres: proposed finalize (contended), quotes/s",
+            _db(results, "proposed_finalize_asyncpg (contended)"),
+            "",
+        ),
+        (
+            "aiohttp bare: WS messages/s, one process",
+            _get(results, "websockets", "raw_aiohttp", "messages_per_s"),
+            "7 k",
+        ),
+        (
+            "aiohttp bare: RSS per idle socket",
+            kb(_get(results, "websockets", "raw_aiohttp", "rss_per_socket_bytes")),
+            "15.5 KB",
+        ),
         ("core app: idle sockets held", _get(results, "websockets", "core_app", "sockets_held"), "10 000"),
-        ("core app: RSS per idle socket", kb(_get(results, "websockets", "core_app", "rss_per_socket_bytes")), "≤ 20 KB"),
-        ("core app: traced heap per idle socket (tracemalloc)", kb(_get(results, "ws_memory", "traced_bytes_per_socket")), ""),
+        (
+            "core app: RSS per idle socket",
+            kb(_get(results, "websockets", "core_app", "rss_per_socket_bytes")),
+            "≤ 20 KB",
+        ),
+        (
+            "core app: traced heap per idle socket (tracemalloc)",
+            kb(_get(results, "ws_memory", "traced_bytes_per_socket")),
+            "",
+        ),
         ("core app: socket connects/s", _get(results, "websockets", "core_app", "connect_per_s"), ""),
-        ("core app: fan-out, socket messages/s", _get(results, "websockets", "core_app", "fanout", "socket_messages_per_s"), "≥ 5 000"),
-        ("core app: publish→client p50/p95/p99 ms", fmt(_get(results, "websockets", "core_app", "publish_to_client_latency")), ""),
+        (
+            "core app: fan-out, socket messages/s",
+            _get(results, "websockets", "core_app", "fanout", "socket_messages_per_s"),
+            "≥ 5 000",
+        ),
+        (
+            "core app: publish→client p50/p95/p99 ms",
+            fmt(_get(results, "websockets", "core_app", "publish_to_client_latency")),
+            "",
+        ),
         ("overhead @50/s: first offer p50/p95/p99 ms", fmt(_get(o50, "overhead_first_offer_ms")), "p99 ≤ 15"),
         ("overhead @50/s: complete p50/p95/p99 ms", fmt(_get(o50, "overhead_complete_ms")), "p99 ≤ 15"),
-        ("overhead @50/s: completed / sent", None if not o50 else f"{o50['counts'].get('complete', 0)} / {o50['counts'].get('sent', 0)}", ""),
+        (
+            "overhead @50/s: completed / sent",
+            None if not o50 else f"{o50['counts'].get('complete', 0)} / {o50['counts'].get('sent', 0)}",
+            "",
+        ),
         ("overhead @5/s: first offer p50/p95/p99 ms", fmt(_get(o5, "overhead_first_offer_ms")), ""),
         ("overhead @5/s: complete p50/p95/p99 ms", fmt(_get(o5, "overhead_complete_ms")), ""),
         ("overhead @5/s, proposed worker DB path: complete p50/p95/p99 ms", fmt(_get(o5p, "overhead_complete_ms")), ""),
-        ("throughput: max sustained applications/s (10 insurers)", _get(results, "throughput", "max_sustained_applications_per_s"), "≥ 150"),
+        (
+            "throughput: max sustained applications/s (10 insurers)",
+            _get(results, "throughput", "max_sustained_applications_per_s"),
+            "≥ 150",
+        ),
         ("throughput: quotes/s ÷ raw confirmed publish", ratio, "≥ 0.2"),
-        ("throughput, proposed worker DB path: max applications/s",
-         _get(results, "throughput", "proposed_workers", "max_sustained_applications_per_s"), ""),
+        (
+            "throughput, proposed worker DB path: max applications/s",
+            _get(results, "throughput", "proposed_workers", "max_sustained_applications_per_s"),
+            "",
+        ),
     ]
 
 
@@ -120,15 +168,16 @@ def print_table(results: dict[str, Any]) -> None:
     for name, value, target in table:
         print(f"{name:<{width}}  {value:>{vwidth}}  {target}")
     machine = results.get("machine", {})
-    print(f"\n{machine.get('cpu_model')} × {machine.get('cores')} cores, {machine.get('memory_gib')} GiB; "
-          f"Python {machine.get('python')}, RabbitMQ {machine.get('rabbitmq')}, PostgreSQL {machine.get('postgresql')}; "
-          f"aiohttp {machine.get('aiohttp')}, aio-pika {machine.get('aio-pika')}, tortoise-orm {machine.get('tortoise-orm')}; "
-          f"commit {machine.get('commit')}")
+    print(
+        f"\n{machine.get('cpu_model')} × {machine.get('cores')} cores, {machine.get('memory_gib')} GiB; "
+        f"Python {machine.get('python')}, RabbitMQ {machine.get('rabbitmq')}, PostgreSQL {machine.get('postgresql')}; "
+        f"aiohttp {machine.get('aiohttp')}, aio-pika {machine.get('aio-pika')}, tortoise-orm {machine.get('tortoise-orm')}; "
+        f"commit {machine.get('commit')}"
+    )
 
 
 async def main_async(names: list[str], quick: bool) -> dict[str, Any]:
     raise_fd_limit()
-    plan = QUICK if quick else FULL
     results: dict[str, Any] = {
         "machine": await describe(POSTGRES_URL),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -156,8 +205,9 @@ async def main_async(names: list[str], quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", default=[], metavar="NAME", help=", ".join(FULL))
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter steps (a smoke run)")
     parser.add_argument("--output", default=None, help="JSON path (default bench/results/bench-<time>.json)")

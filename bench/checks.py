@@ -18,7 +18,10 @@ async def database_outcome(database_url: str, application_ids: list[str] | None 
             f"WHERE {only.format(col='id')}",
             *args,
         )
-        statuses = await conn.fetch(f"SELECT status, count(*) FROM quote WHERE {only.format(col='application_id')} GROUP BY status ORDER BY status", *args)
+        statuses = await conn.fetch(
+            f"SELECT status, count(*) FROM quote WHERE {only.format(col='application_id')} GROUP BY status ORDER BY status",
+            *args,
+        )
         late = await conn.fetchval(
             "SELECT count(*) FROM quote q JOIN application a ON a.id = q.application_id "
             f"WHERE (q.finished_at IS NULL OR q.finished_at > a.deadline) AND {only.format(col='q.application_id')}",

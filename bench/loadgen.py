@@ -34,18 +34,30 @@ from hdrh.histogram import HdrHistogram
 
 SAMPLE: dict[str, Any] = {
     "vehicle": {
-        "category": "B", "make": "Toyota", "model": "Camry", "year": 2019, "power_hp": 181,
-        "vin": "XW7BF4FK60S123456", "plate": "А123ВС777", "purpose": "personal",
+        "category": "B",
+        "make": "Toyota",
+        "model": "Camry",
+        "year": 2019,
+        "power_hp": 181,
+        "vin": "XW7BF4FK60S123456",
+        "plate": "А123ВС777",
+        "purpose": "personal",
         "document": {"type": "sts", "series": "77ХХ", "number": "123456", "issued": "2019-05-01"},
     },
     "owner": {
-        "last_name": "Иванов", "first_name": "Иван", "middle_name": "Иванович", "birth_date": "1985-03-14",
+        "last_name": "Иванов",
+        "first_name": "Иван",
+        "middle_name": "Иванович",
+        "birth_date": "1985-03-14",
         "passport": {"series": "4510", "number": "123456", "issued": "2015-04-01"},
         "registration": {"region_code": "77", "city": "Москва"},
     },
     "drivers": [
         {
-            "last_name": "Иванов", "first_name": "Иван", "middle_name": "Иванович", "birth_date": "1985-03-14",
+            "last_name": "Иванов",
+            "first_name": "Иван",
+            "middle_name": "Иванович",
+            "birth_date": "1985-03-14",
             "license": {"series": "7701", "number": "123456", "issued": "2005-06-01"},
             "experience_since": "2005-06-01",
         }
@@ -53,6 +65,7 @@ SAMPLE: dict[str, Any] = {
     "unlimited_drivers": False,
     "period": {"start_date": "", "months": 12},
 }
+
 
 # Microseconds, up to one hour, three significant digits.
 def new_histogram() -> HdrHistogram:
@@ -147,7 +160,9 @@ async def _client(run: LoadRun, session: aiohttp.ClientSession, target: str, ind
     run.counts["sent"] += 1
     try:
         async with asyncio.timeout(c.client_timeout_s):
-            async with session.post(f"{target}/api/v1/applications", json=sample_body(index), headers=headers) as response:
+            async with session.post(
+                f"{target}/api/v1/applications", json=sample_body(index), headers=headers
+            ) as response:
                 body = await response.read()
                 status = response.status
             run.post.record_value(max(1, int((time.monotonic() - intended) * 1e6)))
@@ -267,7 +282,8 @@ async def set_sandbox_latency(sandbox_url: str, latency_ms: int) -> list[str]:
             codes = [i["code"] for i in await response.json()]
         for code in codes:
             async with session.put(
-                f"{sandbox_url}/sandbox/insurers/{code}/behaviour", json={"mode": "ok", "latency_ms": [latency_ms, latency_ms]}
+                f"{sandbox_url}/sandbox/insurers/{code}/behaviour",
+                json={"mode": "ok", "latency_ms": [latency_ms, latency_ms]},
             ) as response:
                 response.raise_for_status()
     return codes
@@ -301,13 +317,19 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", default="http://127.0.0.1:8080,http://127.0.0.1:8180",
-                        help="comma-separated core app base URLs (default: the two of `make run`)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loadgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--target",
+        default="http://127.0.0.1:8080,http://127.0.0.1:8180",
+        help="comma-separated core app base URLs (default: the two of `make run`)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="applications per second (open loop)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of arrivals")
-    parser.add_argument("--sandbox", default=None, help="sandbox URL, to set a fixed latency (e.g. http://127.0.0.1:8090)")
+    parser.add_argument(
+        "--sandbox", default=None, help="sandbox URL, to set a fixed latency (e.g. http://127.0.0.1:8090)"
+    )
     parser.add_argument("--latency-ms", type=int, default=None, help="fixed sandbox latency; subtracted for overhead")
     parser.add_argument("--keep-behaviour", action="store_true", help="leave the sandbox latency set afterwards")
     parser.add_argument("--sources", type=int, default=0, help="source addresses 127.0.0.x (default: 0.6 x rate)")

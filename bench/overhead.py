@@ -20,7 +20,11 @@ LATENCY_MS = 200
 
 
 def pids_of(system: Any) -> dict[str, list[int]]:
-    named = {"load generator (bench)": [own_pid()], "sandbox": [system.sandbox.pid], "aggregator": [system.aggregator.pid]}
+    named = {
+        "load generator (bench)": [own_pid()],
+        "sandbox": [system.sandbox.pid],
+        "aggregator": [system.aggregator.pid],
+    }
     for service in [*system.workers, *system.cores]:
         named[service.name] = [service.pid]
     return named

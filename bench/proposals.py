@@ -73,8 +73,12 @@ async def finalize_one_round_trip(
         )
     if row["quote"] is None:
         return None
-    return {"quote": json.loads(row["quote"]), "offer_id": row["offer_id"], "statuses": row["statuses"],
-            "completed": row["completed"]}
+    return {
+        "quote": json.loads(row["quote"]),
+        "offer_id": row["offer_id"],
+        "statuses": row["statuses"],
+        "completed": row["completed"],
+    }
 
 
 # --- The same, as a drop-in for ``shared.outcomes`` (used by bench/patched_worker.py) ---------------------------
@@ -119,17 +123,29 @@ async def finalize_quote_fast(
         return FinalizeResult(recorded=False, quote_id=quote_id, application_id=application_id)
     stored = json.loads(row["quote"])
     status = QuoteStatus.OFFERED if offered else outcome.status  # type: ignore[union-attr]
-    quote = Quote(id=quote_id, application_id=application_id, insurer_code=stored["insurer_code"],
-                  insurer_name=stored["insurer_name"], status=status,
-                  reason=None if offered else outcome.reason)  # type: ignore[union-attr]
+    quote = Quote(
+        id=quote_id,
+        application_id=application_id,
+        insurer_code=stored["insurer_code"],
+        insurer_name=stored["insurer_name"],
+        status=status,
+        reason=None if offered else outcome.reason,
+    )  # type: ignore[union-attr]
     offer = None
     if offered:
-        offer = Offer(id=offer_id, quote_id=quote_id, application_id=application_id,
-                      insurer_code=stored["insurer_code"], premium_kopecks=to_kopecks(outcome.premium),  # type: ignore[union-attr]
-                      coefficients=outcome.coefficients, insurer_reference=outcome.insurer_reference,  # type: ignore[union-attr]
-                      valid_until=outcome.valid_until)  # type: ignore[union-attr]
-    result = FinalizeResult(recorded=True, quote_id=quote_id, application_id=application_id,
-                            events=[quote_final_event(quote, offer)])
+        offer = Offer(
+            id=offer_id,
+            quote_id=quote_id,
+            application_id=application_id,
+            insurer_code=stored["insurer_code"],
+            premium_kopecks=to_kopecks(outcome.premium),  # type: ignore[union-attr]
+            coefficients=outcome.coefficients,
+            insurer_reference=outcome.insurer_reference,  # type: ignore[union-attr]
+            valid_until=outcome.valid_until,
+        )  # type: ignore[union-attr]
+    result = FinalizeResult(
+        recorded=True, quote_id=quote_id, application_id=application_id, events=[quote_final_event(quote, offer)]
+    )
     if row["completed"]:
         result.completed = True
         result.events.append(complete_event(application_id, [QuoteStatus(s) for s in row["statuses"]]))
@@ -172,5 +188,6 @@ class BatchedMarks:
                 await conn.execute(
                     "WITH q AS (UPDATE quote SET event_published = true WHERE id = ANY($1::uuid[])) "
                     "UPDATE application SET complete_event_published = true WHERE id = ANY($2::uuid[])",
-                    quotes, applications,
+                    quotes,
+                    applications,
                 )

@@ -40,14 +40,31 @@ def _job(deadline_epoch: float) -> aio_pika.Message:
 
 def _event() -> aio_pika.Message:
     # The size of a real offer event (API.md shape).
-    return event_message({
-        "type": "offer", "event_id": str(uuid.uuid4()), "application_id": str(uuid.uuid4()),
-        "insurer": {"code": "sever", "name": "Северная страховая"},
-        "offer": {"id": str(uuid.uuid4()), "premium": "9441.80", "currency": "RUB",
-                  "coefficients": {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1",
-                                   "KM": "1.4", "KS": "1", "KN": "1"},
-                  "valid_until": "2026-12-04T12:00:00Z", "insurer_reference": "SEV-2026-1234567"},
-    })
+    return event_message(
+        {
+            "type": "offer",
+            "event_id": str(uuid.uuid4()),
+            "application_id": str(uuid.uuid4()),
+            "insurer": {"code": "sever", "name": "Северная страховая"},
+            "offer": {
+                "id": str(uuid.uuid4()),
+                "premium": "9441.80",
+                "currency": "RUB",
+                "coefficients": {
+                    "TB": "8665",
+                    "KT": "1.80",
+                    "KBM": "0.46",
+                    "KVS": "0.94",
+                    "KO": "1",
+                    "KM": "1.4",
+                    "KS": "1",
+                    "KN": "1",
+                },
+                "valid_until": "2026-12-04T12:00:00Z",
+                "insurer_reference": "SEV-2026-1234567",
+            },
+        }
+    )
 
 
 async def _publish(exchange: aio_pika.abc.AbstractExchange, make: Any, count: int, routing_key: str) -> float:
@@ -146,8 +163,9 @@ async def run(count: int = 20_000) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.raw_broker", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.raw_broker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=20_000)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.messages)), indent=2))

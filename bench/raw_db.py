@@ -45,8 +45,8 @@ CONCURRENCY = 10
 COEFFICIENTS = {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1", "KM": "1.4", "KS": "1", "KN": "1"}
 
 INSERT_QUOTE = (
-    'INSERT INTO quote (id, application_id, insurer_code, insurer_name, status, attempts, job_published, '
-    'event_published, created_at) VALUES ($1, $2, $3, $4, $5, 0, false, false, now())'
+    "INSERT INTO quote (id, application_id, insurer_code, insurer_name, status, attempts, job_published, "
+    "event_published, created_at) VALUES ($1, $2, $3, $4, $5, 0, false, false, now())"
 )
 
 
@@ -100,9 +100,11 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
             await pool.close()
 
         async with database(infra.settings(db_pool_max=CONCURRENCY)):
+
             async def orm_insert(n: int) -> None:
-                await Quote.create(id=uuid.uuid4(), application_id=parents[n // 10], insurer_code=f"t{n % 10}",
-                                   insurer_name="ORM")
+                await Quote.create(
+                    id=uuid.uuid4(), application_id=parents[n // 10], insurer_code=f"t{n % 10}", insurer_name="ORM"
+                )
 
             meter.start()
             elapsed = await _concurrently(list(range(rows)), orm_insert)
@@ -113,14 +115,23 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
 
             async def create_application(_: int) -> None:
                 application_id = uuid.uuid4()
-                quotes = [Quote(id=uuid.uuid4(), application_id=application_id, insurer_code=i.code,
-                                insurer_name=i.name) for i in insurers]
+                quotes = [
+                    Quote(id=uuid.uuid4(), application_id=application_id, insurer_code=i.code, insurer_name=i.name)
+                    for i in insurers
+                ]
                 async with in_transaction() as conn:
                     await Application.create(
-                        using_db=conn, id=application_id, partner_id=None, client_scope="service",
-                        idempotency_key=None, request_fingerprint="x" * 64, payload=payload,
-                        vin=payload["vehicle"].get("vin"), plate=payload["vehicle"].get("plate"),
-                        region_code="77", deadline=utc_now() + timedelta(hours=1),
+                        using_db=conn,
+                        id=application_id,
+                        partner_id=None,
+                        client_scope="service",
+                        idempotency_key=None,
+                        request_fingerprint="x" * 64,
+                        payload=payload,
+                        vin=payload["vehicle"].get("vin"),
+                        plate=payload["vehicle"].get("plate"),
+                        region_code="77",
+                        deadline=utc_now() + timedelta(hours=1),
                     )
                     await Quote.bulk_create(quotes, using_db=conn)
                 await Quote.filter(id__in=[q.id for q in quotes]).update(job_published=True)
@@ -133,7 +144,7 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
 
             outcome = OfferOutcome(Decimal("9441.80"), COEFFICIENTS, "BENCH-1", utc_now() + timedelta(days=3))
             quarter = len(created) // 4
-            parts = [created[k * quarter:(k + 1) * quarter] for k in range(4)]
+            parts = [created[k * quarter : (k + 1) * quarter] for k in range(4)]
             # Contended: the ten quotes of an application finish together (fixed sandbox latency),
             # so they queue on the application's row lock. Spread: one quote per application at a time.
             contended = lambda part: [q for _, ids in part for q in ids]  # noqa: E731
@@ -148,27 +159,33 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
             for label, quotes in (("contended", contended(parts[0])), ("spread", spread(parts[1]))):
                 meter.start()
                 elapsed = await _concurrently(quotes, worker_path)
-                results.append(_measure(f"worker_db_path_today ({label})", len(quotes), elapsed, meter.stop(), "quotes"))
+                results.append(
+                    _measure(f"worker_db_path_today ({label})", len(quotes), elapsed, meter.stop(), "quotes")
+                )
 
         from bench.proposals import finalize_one_round_trip
 
         pool = await asyncpg.create_pool(infra.database_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
         try:
+
             async def proposed(quote_id: uuid.UUID) -> None:
                 await finalize_one_round_trip(pool, quote_id, outcome, attempts=1)
 
             for label, quotes in (("contended", contended(parts[2])), ("spread", spread(parts[3]))):
                 meter.start()
                 elapsed = await _concurrently(quotes, proposed)
-                results.append(_measure(f"proposed_finalize_asyncpg ({label})", len(quotes), elapsed, meter.stop(), "quotes"))
+                results.append(
+                    _measure(f"proposed_finalize_asyncpg ({label})", len(quotes), elapsed, meter.stop(), "quotes")
+                )
         finally:
             await pool.close()
     return {"concurrency": CONCURRENCY, "pool": CONCURRENCY, "results": results}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.raw_db", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.raw_db", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=10_000)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.rows)), indent=2, ensure_ascii=False))

@@ -1,8 +1,8 @@
 """A bare aiohttp WebSocket server: the baseline for one process holding and feeding sockets.
 
-    GET  /ws            hold the socket (heartbeat as the core app's) until the client closes
-    POST /push?count=N  send N text messages round-robin over the held sockets, as fast as possible
-    GET  /count         how many sockets are held
+GET  /ws            hold the socket (heartbeat as the core app's) until the client closes
+POST /push?count=N  send N text messages round-robin over the held sockets, as fast as possible
+GET  /count         how many sockets are held
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class Service:
                         async with session.get(f"{self.url}{path}", timeout=aiohttp.ClientTimeout(total=1)) as r:
                             if r.status == 200:
                                 return
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                    except (TimeoutError, aiohttp.ClientError):
                         pass
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
@@ -95,7 +95,7 @@ class Service:
             return None if self.process is None else self.process.returncode
         self.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
+        while self.process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 (polling a child process or a counter; there is no event to wait on)
             await asyncio.sleep(0.05)
         if self.process.poll() is None:
             self.process.kill()
@@ -136,7 +136,9 @@ class System:
                         raise RuntimeError(f"sandbox refused {behaviour}: {await response.text()}")
 
 
-def system_env(infra: Infrastructure, sandbox_port: int, aggregator_port: int, core_ports: list[int], **extra: str) -> dict[str, str]:
+def system_env(
+    infra: Infrastructure, sandbox_port: int, aggregator_port: int, core_ports: list[int], **extra: str
+) -> dict[str, str]:
     return infra.env(
         OSAGO_SERVICE_TOKEN=SERVICE_TOKEN,
         OSAGO_TOKEN_SECRET=TOKEN_SECRET,
@@ -275,8 +277,21 @@ def start_profile(pid: int, seconds: float, name: str, rate: int = 97) -> tuple[
         return None
     out = RESULTS_DIR / "profiles" / f"{name}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    argv = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-            "--format", "raw", "--output", str(out), "--nonblocking"]
+    argv = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, out
 
@@ -322,7 +337,11 @@ def summarise_profile(path: Path, seconds: float, rate: int = 97, top: int = 12)
         return [{"function": f, "share_of_busy": round(c / total, 3)} for f, c in counter.most_common(top)]
 
     ours = collections.Counter(
-        {f: c for f, c in inclusive.items() if any(p in f for p in ("shared/", "aggregator_api/", "quote_workers/", "core_app/"))}
+        {
+            f: c
+            for f, c in inclusive.items()
+            if any(p in f for p in ("shared/", "aggregator_api/", "quote_workers/", "core_app/"))
+        }
     )
     return {
         "samples": total,
@@ -330,7 +349,9 @@ def summarise_profile(path: Path, seconds: float, rate: int = 97, top: int = 12)
         "top_self": share(self_counts),
         "top_inclusive_ours": share(ours),
         "top_inclusive_libraries": share(
-            collections.Counter({f: c for f, c in inclusive.items() if f not in ours and "asyncio/" not in f and "runners.py" not in f})
+            collections.Counter(
+                {f: c for f, c in inclusive.items() if f not in ours and "asyncio/" not in f and "runners.py" not in f}
+            )
         ),
     }
 
@@ -360,13 +381,15 @@ async def wait_for_quiet_machine(max_wait_s: float = 120.0, threshold: float = 0
         print(f"[bench] machine {busy:.0%} busy with other work; waiting for it to calm down", file=sys.stderr)
 
 
-async def finish_profile(started: tuple[subprocess.Popen[bytes], Path] | None, seconds: float, top: int = 12) -> dict[str, Any]:
+async def finish_profile(
+    started: tuple[subprocess.Popen[bytes], Path] | None, seconds: float, top: int = 12
+) -> dict[str, Any]:
     """Wait for a background py-spy and summarise what it recorded."""
     if started is None:
         return {"error": "py-spy is not installed (pip install '.[bench]')"}
     process, out = started
     deadline = time.monotonic() + seconds + 20
-    while process.poll() is None and time.monotonic() < deadline:
+    while process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 (polling a child process or a counter; there is no event to wait on)
         await asyncio.sleep(0.2)
     if process.poll() is None:
         process.terminate()

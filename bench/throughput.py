@@ -71,15 +71,24 @@ async def run(
                 # Profile every step; keep the profiles of the first step not held (saturation).
                 started_profiles = {
                     name: start_profile(pids[0], profile_s, f"throughput-{int(rate)}-{name}")
-                    for name, pids in pids_of(system).items() if name != "load generator (bench)"
+                    for name, pids in pids_of(system).items()
+                    if name != "load generator (bench)"
                 }
                 meter.start()
                 load = await run_load(
-                    LoadConfig(system.core_urls, rate, step_s, latency_ms, label="throughput",
-                               client_timeout_s=infra.deadline_s + 15)
+                    LoadConfig(
+                        system.core_urls,
+                        rate,
+                        step_s,
+                        latency_ms,
+                        label="throughput",
+                        client_timeout_s=infra.deadline_s + 15,
+                    )
                 )
                 cpu = meter.stop()
-                step_profiles = {name: await finish_profile(p, profile_s, top=10) for name, p in started_profiles.items()}
+                step_profiles = {
+                    name: await finish_profile(p, profile_s, top=10) for name, p in started_profiles.items()
+                }
                 await asyncio.sleep(1.0)
                 outcome = await database_outcome(infra.database_url, load.application_ids)
                 result = load.result()
@@ -109,8 +118,9 @@ async def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--step-s", type=float, default=12.0)
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
     parser.add_argument("--proposed", action="store_true", help="workers with bench/proposals.py applied in memory")

@@ -64,8 +64,12 @@ async def run(sockets: int = 500) -> dict[str, Any]:
         port = free_port()
         origin = f"http://127.0.0.1:{port}"
         settings = infra.settings(
-            service_token=SERVICE_TOKEN, token_secret=TOKEN_SECRET, browser_rps=100000.0,
-            allowed_origins=(origin,), port=port, log_level="WARNING",
+            service_token=SERVICE_TOKEN,
+            token_secret=TOKEN_SECRET,
+            browser_rps=100000.0,
+            allowed_origins=(origin,),
+            port=port,
+            log_level="WARNING",
         )
         runner = web.AppRunner(create_app(settings), access_log=None)
         await runner.setup()
@@ -76,9 +80,14 @@ async def run(sockets: int = 500) -> dict[str, Any]:
 
         async def spawn(batch: list[str]) -> asyncio.subprocess.Process:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import asyncio,sys,json; from bench.ws_memory import _client_process; "
-                "asyncio.run(_client_process(json.loads(sys.argv[1]), sys.argv[2]))", json.dumps(batch), origin,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-c",
+                "import asyncio,sys,json; from bench.ws_memory import _client_process; "
+                "asyncio.run(_client_process(json.loads(sys.argv[1]), sys.argv[2]))",
+                json.dumps(batch),
+                origin,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
             )
             assert process.stdout is not None
             print(f"[ws_memory] {(await process.stdout.readline()).decode().strip()}", file=sys.stderr)
@@ -118,8 +127,9 @@ async def run(sockets: int = 500) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.ws_memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ws_memory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sockets", type=int, default=500)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.sockets)), indent=2))
