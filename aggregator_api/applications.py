@@ -23,11 +23,11 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from aggregator_api.typedefs import HUB, INSURERS, PUBLISHER, SETTINGS, SOCKETS
-from shared.access import readable_application
+from shared.access import readable_application_id
 from shared.access_tokens import issue_access_token
 from shared.amqp import ConfirmingPublisher
 from shared.application_schema import ApplicationInvalid, parse_application
-from shared.application_view import load_snapshot
+from shared.application_view import reload_snapshot
 from shared.http_api import ApiError, json_response, read_json_body
 from shared.live_stream import stream_offers
 from shared.messages import QuoteJob
@@ -181,28 +181,37 @@ async def publish_jobs(
     return len(published_ids)
 
 
-async def _readable(request: web.Request) -> Application:
-    application = await readable_application(
+async def _readable_id(request: web.Request) -> uuid.UUID:
+    application_id = await readable_application_id(
         request.match_info["application_id"],
         access_token=request.headers.get(ACCESS_TOKEN_HEADER) or request.query.get("token"),
         partner_id=request.headers.get(PARTNER_HEADER),
         token_secret=request.app[SETTINGS].token_secret,
     )
-    if application is None:
+    if application_id is None:
         raise ApiError(404, "not_found", "no such application")
-    return application
+    return application_id
 
 
 @routes.get("/api/v1/applications/{application_id}")
 async def get_application(request: web.Request) -> web.Response:
-    application = await _readable(request)
-    snapshot = await load_snapshot(application)
+    snapshot = await reload_snapshot(await _readable_id(request))
+    if snapshot is None:
+        raise ApiError(404, "not_found", "no such application")
     return json_response(snapshot.view())
 
 
 @routes.get("/api/v1/applications/{application_id}/offers")
 async def offers_socket(request: web.Request) -> web.StreamResponse:
-    application = await _readable(request)
+    application_id = await _readable_id(request)
+    settings = request.app[SETTINGS]
     return await stream_offers(
-        request, request.app[HUB], request.app[SOCKETS], application.id, heartbeat=request.app[SETTINGS].ws_heartbeat_s
+        request,
+        request.app[HUB],
+        request.app[SOCKETS],
+        application_id,
+        heartbeat=settings.ws_heartbeat_s,
+        max_message_bytes=settings.ws_max_message_bytes,
+        idle_timeout=settings.ws_idle_timeout_s,
+        max_per_application=settings.ws_max_sockets_per_application,
     )

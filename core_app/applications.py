@@ -13,7 +13,7 @@ from aiohttp import web
 
 from core_app.gate import admit
 from core_app.typedefs import AGGREGATOR, HUB, SETTINGS, SOCKETS
-from shared.access import bearer_token, readable_application
+from shared.access import bearer_token, readable_application_id
 from shared.http_api import ApiError, dumps, read_json_body, service_unavailable
 from shared.live_stream import stream_offers
 
@@ -72,19 +72,19 @@ async def offers_socket(request: web.Request) -> web.StreamResponse:
     if origin is not None and origin not in settings.allowed_origins:
         raise ApiError(403, "forbidden_origin", "this origin may not open offer streams")
     client = await admit(request)
-    application = await readable_application(
+    application_id = await readable_application_id(
         request.match_info["application_id"],
         access_token=request.query.get("token") or bearer_token(request.headers.get("Authorization")),
         partner_id=client.partner_id,
         token_secret=settings.token_secret,
     )
-    if application is None:
+    if application_id is None:
         raise ApiError(404, "not_found", "no such application")
     return await stream_offers(
         request,
         request.app[HUB],
         request.app[SOCKETS],
-        application.id,
+        application_id,
         heartbeat=settings.ws_heartbeat_s,
         max_message_bytes=settings.ws_max_message_bytes,
         idle_timeout=settings.ws_idle_timeout_s,

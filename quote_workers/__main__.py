@@ -21,6 +21,7 @@ from shared.db import database
 from shared.http_api import json_response
 from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler
+from shared.runtime import tune_garbage_collector
 from shared.settings import Settings, settings_or_exit
 from shared.topology import declare_offers_exchange
 
@@ -97,6 +98,7 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run(settings, stop)
 
+    tune_garbage_collector()
     asyncio.run(serve())
 
 

@@ -9,19 +9,21 @@ later attempt a no-op.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from shared.amqp import ConfirmingPublisher
 from shared.events import complete_event, quote_final_event
 from shared.messages import event_message
-from shared.models import Application, ApplicationStatus, Offer, Quote, QuoteStatus
+from shared.models import Offer, Quote, QuoteStatus
 from shared.timefmt import utc_now
 from shared.topology import OFFERS_EXCHANGE
 
@@ -64,58 +66,106 @@ def to_kopecks(premium: Decimal) -> int:
     return int((premium * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+# Lock the application row first: two quotes of one application finishing at once then
+# take turns, and the second sees the first's status when it counts what is pending.
+_LOCK_APPLICATION = """
+SELECT a.id FROM application a JOIN quote q ON q.application_id = a.id WHERE q.id = $1 FOR UPDATE OF a
+"""
+
+# One statement for the rest (the hot path of every worker; the ORM took six round trips):
+# end the quote if still pending, store the offer, count what is left, complete the
+# application when nothing is. Sub-statements share one snapshot, so the quote being
+# ended still reads as pending in `statuses`; the CASE counts it with its new status.
+_FINALIZE = """
+WITH ended AS (
+    UPDATE quote
+    SET status = $2::varchar, reason = $3, finished_at = $4,
+        attempts = coalesce($5, attempts), last_error = coalesce($6, last_error)
+    WHERE id = $1 AND status = 'pending'
+    RETURNING insurer_code, insurer_name
+), offer AS (
+    INSERT INTO offer (id, quote_id, application_id, insurer_code, premium_kopecks, coefficients,
+                       insurer_reference, valid_until, created_at)
+    SELECT $7, $1, $8, ended.insurer_code, $9, $10::jsonb, $11, $12, $4
+    FROM ended WHERE $2::varchar = 'offered'
+), statuses AS (
+    SELECT array_agg(CASE WHEN q.id = $1 AND EXISTS (SELECT 1 FROM ended) THEN $2::varchar ELSE q.status END)
+           AS all_statuses
+    FROM quote q WHERE q.application_id = $8
+), completed AS (
+    UPDATE application SET status = 'complete', completed_at = $4
+    WHERE id = $8 AND EXISTS (SELECT 1 FROM ended)
+      AND NOT EXISTS (SELECT 1 FROM statuses WHERE 'pending' = ANY(all_statuses))
+    RETURNING id
+)
+SELECT ended.insurer_code, ended.insurer_name, (SELECT all_statuses FROM statuses) AS statuses,
+       EXISTS (SELECT 1 FROM completed) AS completed
+FROM ended
+"""
+
+
 async def finalize_quote(
     quote_id: uuid.UUID, outcome: Outcome, *, attempts: int | None = None, last_error: str | None = None
 ) -> FinalizeResult:
+    status = QuoteStatus.OFFERED if isinstance(outcome, OfferOutcome) else outcome.status
+    reason = None if isinstance(outcome, OfferOutcome) else outcome.reason
+    now = utc_now()
+    offer_id = uuid.uuid4()
     async with in_transaction() as conn:
-        quote = await Quote.filter(id=quote_id).using_db(conn).first()
-        if quote is None:
+        _, locked = await conn.execute_query(_LOCK_APPLICATION, [quote_id])
+        if not locked:
             return FinalizeResult(recorded=False, quote_id=quote_id, application_id=None)
-        application = (
-            await Application.filter(id=quote.application_id)
-            .select_for_update()
-            .using_db(conn)
-            .get()
+        application_id: uuid.UUID = locked[0]["id"]
+        _, rows = await conn.execute_query(
+            _FINALIZE,
+            [
+                quote_id,
+                status.value,
+                reason,
+                now,
+                attempts,
+                None if last_error is None else last_error[:500],
+                offer_id,
+                application_id,
+                to_kopecks(outcome.premium) if isinstance(outcome, OfferOutcome) else None,
+                json.dumps(outcome.coefficients) if isinstance(outcome, OfferOutcome) else None,
+                outcome.insurer_reference if isinstance(outcome, OfferOutcome) else None,
+                outcome.valid_until if isinstance(outcome, OfferOutcome) else None,
+            ],
         )
-        now = utc_now()
-        status = QuoteStatus.OFFERED if isinstance(outcome, OfferOutcome) else outcome.status
-        reason: str | None = None if isinstance(outcome, OfferOutcome) else outcome.reason
-        updates: dict[str, Any] = {"status": status, "reason": reason, "finished_at": now}
-        if attempts is not None:
-            updates["attempts"] = attempts
-        if last_error is not None:
-            updates["last_error"] = last_error[:500]
-        changed = await Quote.filter(id=quote_id, status=QuoteStatus.PENDING).using_db(conn).update(**updates)
-        if not changed:
-            return FinalizeResult(recorded=False, quote_id=quote_id, application_id=application.id)
-        quote.status, quote.finished_at = status, now
-        quote.reason = reason  # type: ignore[assignment]  # Tortoise types TextField(null=True) as str
-        offer: Offer | None = None
-        if isinstance(outcome, OfferOutcome):
-            offer = await Offer.create(
-                using_db=conn,
-                id=uuid.uuid4(),
-                quote_id=quote.id,
-                application_id=application.id,
-                insurer_code=quote.insurer_code,
-                premium_kopecks=to_kopecks(outcome.premium),
-                coefficients=outcome.coefficients,
-                insurer_reference=outcome.insurer_reference,
-                valid_until=outcome.valid_until,
-            )
-        result = FinalizeResult(
-            recorded=True, quote_id=quote_id, application_id=application.id, events=[quote_final_event(quote, offer)]
+    if not rows:
+        return FinalizeResult(recorded=False, quote_id=quote_id, application_id=application_id)
+    row = rows[0]
+    quote = Quote(
+        id=quote_id,
+        application_id=application_id,
+        insurer_code=row["insurer_code"],
+        insurer_name=row["insurer_name"],
+        status=status,
+        reason=reason,
+        finished_at=now,
+    )
+    offer = (
+        Offer(
+            id=offer_id,
+            quote_id=quote_id,
+            application_id=application_id,
+            insurer_code=row["insurer_code"],
+            premium_kopecks=to_kopecks(outcome.premium),
+            coefficients=outcome.coefficients,
+            insurer_reference=outcome.insurer_reference,
+            valid_until=outcome.valid_until,
         )
-        statuses = await quote_statuses(application.id, conn)
-        if QuoteStatus.PENDING not in statuses:
-            await (
-                Application.filter(id=application.id)
-                .using_db(conn)
-                .update(status=ApplicationStatus.COMPLETE, completed_at=now)
-            )
-            result.completed = True
-            result.events.append(complete_event(application.id, statuses))
-        return result
+        if isinstance(outcome, OfferOutcome)
+        else None
+    )
+    result = FinalizeResult(
+        recorded=True, quote_id=quote_id, application_id=application_id, events=[quote_final_event(quote, offer)]
+    )
+    if row["completed"]:
+        result.completed = True
+        result.events.append(complete_event(application_id, [QuoteStatus(s) for s in row["statuses"]]))
+    return result
 
 
 async def quote_statuses(application_id: uuid.UUID, conn: BaseDBAsyncClient | None = None) -> list[QuoteStatus]:
@@ -123,10 +173,16 @@ async def quote_statuses(application_id: uuid.UUID, conn: BaseDBAsyncClient | No
     return [QuoteStatus(str(status)) for status in rows]
 
 
+_MARK_PUBLISHED = """
+WITH quote_marked AS (UPDATE quote SET event_published = true WHERE id = $1)
+UPDATE application SET complete_event_published = true WHERE id = $2
+"""
+
+
 async def mark_events_published(result: FinalizeResult) -> None:
-    await Quote.filter(id=result.quote_id).update(event_published=True)
-    if result.completed and result.application_id is not None:
-        await Application.filter(id=result.application_id).update(complete_event_published=True)
+    """One round trip for the quote's event and, when it completed, the application's."""
+    completed_application = result.application_id if result.completed else None
+    await Tortoise.get_connection("default").execute_query(_MARK_PUBLISHED, [result.quote_id, completed_application])
 
 
 async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult) -> bool:

@@ -22,6 +22,7 @@ from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler, metrics_middleware
 from shared.offer_hub import OfferHub
 from shared.openapi import openapi_document
+from shared.runtime import tune_garbage_collector
 from shared.settings import Settings, settings_or_exit
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -91,8 +92,10 @@ def serve(service: str, create_app: Callable[[Settings], web.Application], defau
     settings = settings_or_exit()
     configure_logging(service, settings.log_level, json_lines=settings.log_json)
     logging.getLogger(service).info("starting", extra={"settings": settings.redacted()})
+    app = create_app(settings)
+    tune_garbage_collector()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.default_port(default_port),
         print=None,
