@@ -39,9 +39,9 @@ QUICK: dict[str, Any] = {
 
 
 async def _throughput(step_s: float, rates: tuple[float, ...]) -> dict[str, Any]:
-    """The workers as they are, then with bench/proposals.py applied in memory: before/after in one run."""
+    """The workers before the hot-path rewrite (bench/baseline.py), then as they are: before/after in one run."""
     today = await throughput.run(step_s, rates)
-    today["proposed_workers"] = await throughput.run(step_s, rates, worker_module="bench.patched_worker")
+    today["baseline_workers"] = await throughput.run(step_s, rates, worker_module="bench.baseline_worker")
     return today
 
 
@@ -50,7 +50,7 @@ async def _overhead(duration: float = 20.0) -> dict[str, Any]:
     return {
         "at_50_per_s": await overhead.run(50.0, duration),
         "at_5_per_s": await overhead.run(5.0, duration),
-        "at_5_per_s_proposed_workers": await overhead.run(5.0, duration, worker_module="bench.patched_worker"),
+        "at_5_per_s_baseline_workers": await overhead.run(5.0, duration, worker_module="bench.baseline_worker"),
     }
 
 
@@ -78,7 +78,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     ratio = f"{best / publish:.3f}" if publish and best is not None else None
     o50 = _get(results, "overhead", "at_50_per_s", "load")
     o5 = _get(results, "overhead", "at_5_per_s", "load")
-    o5p = _get(results, "overhead", "at_5_per_s_proposed_workers", "load")
+    o5p = _get(results, "overhead", "at_5_per_s_baseline_workers", "load")
 
     def fmt(s: Any) -> str | None:
         if not s or not s.get("count"):
@@ -99,8 +99,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("postgres: aggregator create txn (Tortoise), apps/s", _db(results, "tortoise_create_application"), ""),
         ("postgres: worker DB path today (contended), quotes/s", _db(results, "worker_db_path_today (contended)"), ""),
         (
-            "postgres: proposed finalize (contended), quotes/s",
-            _db(results, "proposed_finalize_asyncpg (contended)"),
+            "postgres: worker DB path before the rewrite (contended), quotes/s",
+            _db(results, "worker_db_path_before (contended)"),
             "",
         ),
         (
@@ -144,7 +144,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ),
         ("overhead @5/s: first offer p50/p95/p99 ms", fmt(_get(o5, "overhead_first_offer_ms")), ""),
         ("overhead @5/s: complete p50/p95/p99 ms", fmt(_get(o5, "overhead_complete_ms")), ""),
-        ("overhead @5/s, proposed worker DB path: complete p50/p95/p99 ms", fmt(_get(o5p, "overhead_complete_ms")), ""),
+        ("overhead @5/s, before the rewrite: complete p50/p95/p99 ms", fmt(_get(o5p, "overhead_complete_ms")), ""),
         (
             "throughput: max sustained applications/s (10 insurers)",
             _get(results, "throughput", "max_sustained_applications_per_s"),
@@ -152,8 +152,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ),
         ("throughput: quotes/s ÷ raw confirmed publish", ratio, "≥ 0.2"),
         (
-            "throughput, proposed worker DB path: max applications/s",
-            _get(results, "throughput", "proposed_workers", "max_sustained_applications_per_s"),
+            "throughput, before the rewrite: max applications/s",
+            _get(results, "throughput", "baseline_workers", "max_sustained_applications_per_s"),
             "",
         ),
     ]

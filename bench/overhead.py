@@ -56,9 +56,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--latency-ms", type=int, default=LATENCY_MS)
-    parser.add_argument("--proposed", action="store_true", help="workers with bench/proposals.py applied in memory")
+    parser.add_argument(
+        "--baseline", action="store_true", help="workers with the pre-rewrite DB path (bench/baseline.py)"
+    )
     args = parser.parse_args()
-    module = "bench.patched_worker" if args.proposed else "quote_workers"
+    module = "bench.baseline_worker" if args.baseline else "quote_workers"
     print(json.dumps(asyncio.run(run(args.rate, args.duration, args.latency_ms, module)), indent=2, ensure_ascii=False))
 
 

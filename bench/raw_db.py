@@ -13,7 +13,7 @@ its own transaction, as in the pipeline:
   ``mark_events_published``, with the ten quotes of an application finishing together
   (fixed sandbox latency), as in the pipeline ("contended"), and one quote per
   application at a time ("spread"), to separate row-lock queueing from ORM cost;
-- ``proposed_finalize_asyncpg``: the finalize step alone in two statements (bench/proposals.py).
+- ``worker_db_path_before``: the same path as it was before the hot-path rewrite (bench/baseline.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 from tortoise.transactions import in_transaction
 
+from bench import baseline
 from bench.infra import private_infrastructure
 from bench.loadgen import sample_body
 from bench.system import CpuMeter, own_pid
@@ -163,22 +164,18 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
                     _measure(f"worker_db_path_today ({label})", len(quotes), elapsed, meter.stop(), "quotes")
                 )
 
-        from bench.proposals import finalize_one_round_trip
-
-        pool = await asyncpg.create_pool(infra.database_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
-        try:
-
-            async def proposed(quote_id: uuid.UUID) -> None:
-                await finalize_one_round_trip(pool, quote_id, outcome, attempts=1)
+            async def worker_path_before(quote_id: uuid.UUID) -> None:
+                quote = await Quote.filter(id=quote_id).select_related("application").first()
+                assert quote is not None and quote.application.payload
+                result = await baseline.finalize_quote(quote_id, outcome, attempts=1)
+                await baseline.mark_events_published(result)
 
             for label, quotes in (("contended", contended(parts[2])), ("spread", spread(parts[3]))):
                 meter.start()
-                elapsed = await _concurrently(quotes, proposed)
+                elapsed = await _concurrently(quotes, worker_path_before)
                 results.append(
-                    _measure(f"proposed_finalize_asyncpg ({label})", len(quotes), elapsed, meter.stop(), "quotes")
+                    _measure(f"worker_db_path_before ({label})", len(quotes), elapsed, meter.stop(), "quotes")
                 )
-        finally:
-            await pool.close()
     return {"concurrency": CONCURRENCY, "pool": CONCURRENCY, "results": results}
 
 

@@ -123,10 +123,12 @@ def main() -> None:
     )
     parser.add_argument("--step-s", type=float, default=12.0)
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
-    parser.add_argument("--proposed", action="store_true", help="workers with bench/proposals.py applied in memory")
+    parser.add_argument(
+        "--baseline", action="store_true", help="workers with the pre-rewrite DB path (bench/baseline.py)"
+    )
     args = parser.parse_args()
     rates = tuple(float(r) for r in args.rates.split(","))
-    module = "bench.patched_worker" if args.proposed else "quote_workers"
+    module = "bench.baseline_worker" if args.baseline else "quote_workers"
     print(json.dumps(asyncio.run(run(args.step_s, rates, worker_module=module)), indent=2, ensure_ascii=False))
 
 
