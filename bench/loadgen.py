@@ -19,52 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import math
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
-SAMPLE: dict[str, Any] = {
-    "vehicle": {
-        "category": "B",
-        "make": "Toyota",
-        "model": "Camry",
-        "year": 2019,
-        "power_hp": 181,
-        "vin": "XW7BF4FK60S123456",
-        "plate": "А123ВС777",
-        "purpose": "personal",
-        "document": {"type": "sts", "series": "77ХХ", "number": "123456", "issued": "2019-05-01"},
-    },
-    "owner": {
-        "last_name": "Иванов",
-        "first_name": "Иван",
-        "middle_name": "Иванович",
-        "birth_date": "1985-03-14",
-        "passport": {"series": "4510", "number": "123456", "issued": "2015-04-01"},
-        "registration": {"region_code": "77", "city": "Москва"},
-    },
-    "drivers": [
-        {
-            "last_name": "Иванов",
-            "first_name": "Иван",
-            "middle_name": "Иванович",
-            "birth_date": "1985-03-14",
-            "license": {"series": "7701", "number": "123456", "issued": "2005-06-01"},
-            "experience_since": "2005-06-01",
-        }
-    ],
-    "unlimited_drivers": False,
-    "period": {"start_date": "", "months": 12},
-}
+from tests.support.samples import sample_application  # the synthetic applicant the tests use
 
 
 # Microseconds, up to one hour, three significant digits.
@@ -73,8 +39,7 @@ def new_histogram() -> HdrHistogram:
 
 
 def sample_body(index: int) -> dict[str, Any]:
-    body = copy.deepcopy(SAMPLE)
-    body["period"]["start_date"] = (date.today() + timedelta(days=7)).isoformat()
+    body = sample_application()
     # A different licence per client: a different bonus-malus class, like different people.
     body["drivers"][0]["license"]["number"] = f"{index % 1_000_000:06d}"
     return body
