@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -29,6 +31,8 @@ class RunInfrastructure:
     amqp_url: str
     vhost: str
     deadline_s: float = TEST_DEADLINE_S
+    # Several systems may run at once in one test run: stay well under max_connections.
+    pool_max: int = 4
 
     def settings(self, **overrides: object) -> Settings:
         values: dict[str, object] = {
@@ -47,8 +51,8 @@ class RunInfrastructure:
             OSAGO_AMQP_URL=self.amqp_url,
             OSAGO_QUOTE_DEADLINE_S=str(self.deadline_s),
             OSAGO_LOG_JSON="true",
-            # Several systems may run at once in one test run: stay well under max_connections.
-            OSAGO_DB_POOL_MAX="4",
+            OSAGO_DB_POOL_MAX=str(self.pool_max),
+            PYTHONUNBUFFERED="1",
         )
         env.update(overrides)
         return env
@@ -101,20 +105,24 @@ class BrokerAdmin:
 
 @asynccontextmanager
 async def private_infrastructure(
-    deadline_s: float = TEST_DEADLINE_S,
+    deadline_s: float = TEST_DEADLINE_S, *, prefix: str = "osago_test", schema: bool = True, pool_max: int = 4
 ) -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
-    run_id = secrets.token_hex(4)
+    """A database and vhost named ``<prefix>_<random>``, migrated unless ``schema`` is false."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     infrastructure = RunInfrastructure(
-        database_url=f"{POSTGRES_URL}/osago_test_{run_id}",
-        amqp_url=f"amqp://{BROKER_USER}:{BROKER_PASSWORD}@{AMQP_HOST}/osago_test_{run_id}",
-        vhost=f"osago_test_{run_id}",
+        database_url=f"{POSTGRES_URL}/{name}",
+        amqp_url=f"amqp://{BROKER_USER}:{BROKER_PASSWORD}@{AMQP_HOST}/{name}",
+        vhost=name,
         deadline_s=deadline_s,
+        pool_max=pool_max,
     )
     async with aiohttp.ClientSession() as session:
         admin = BrokerAdmin(session)
         await admin.create_vhost(infrastructure.vhost)
         try:
-            await migrate(infrastructure.settings())
+            if schema:
+                with contextlib.redirect_stdout(io.StringIO()):  # migrate() talks to a person
+                    await migrate(infrastructure.settings())
             yield infrastructure, admin
         finally:
             await drop_database(infrastructure.database_url)
