@@ -22,17 +22,17 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from aggregator_api.typedefs import HUB, INSURERS, PUBLISHER, SETTINGS, SOCKETS
+from aggregator_api.typedefs import INSURERS, PUBLISHER, SETTINGS
 from shared.access import readable_application_id
 from shared.access_tokens import issue_access_token
 from shared.amqp import ConfirmingPublisher
 from shared.application_schema import ApplicationInvalid, parse_application
 from shared.application_view import reload_snapshot
 from shared.http_api import ApiError, json_response, read_json_body
-from shared.live_stream import stream_offers
 from shared.messages import QuoteJob
 from shared.models import Application, Quote
 from shared.moscow_time import moscow_today
+from shared.service_app import offers_stream
 from shared.timefmt import iso_utc, utc_now
 from shared.topology import JOBS_EXCHANGE
 
@@ -203,15 +203,4 @@ async def get_application(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/applications/{application_id}/offers")
 async def offers_socket(request: web.Request) -> web.StreamResponse:
-    application_id = await _readable_id(request)
-    settings = request.app[SETTINGS]
-    return await stream_offers(
-        request,
-        request.app[HUB],
-        request.app[SOCKETS],
-        application_id,
-        heartbeat=settings.ws_heartbeat_s,
-        max_message_bytes=settings.ws_max_message_bytes,
-        idle_timeout=settings.ws_idle_timeout_s,
-        max_per_application=settings.ws_max_sockets_per_application,
-    )
+    return await offers_stream(request, await _readable_id(request))

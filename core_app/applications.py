@@ -12,10 +12,10 @@ import aiohttp
 from aiohttp import web
 
 from core_app.gate import admit
-from core_app.typedefs import AGGREGATOR, HUB, SETTINGS, SOCKETS
+from core_app.typedefs import AGGREGATOR, SETTINGS
 from shared.access import bearer_token, readable_application_id
 from shared.http_api import ApiError, dumps, read_json_body, service_unavailable
-from shared.live_stream import stream_offers
+from shared.service_app import offers_stream
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,4 @@ async def offers_socket(request: web.Request) -> web.StreamResponse:
     )
     if application_id is None:
         raise ApiError(404, "not_found", "no such application")
-    return await stream_offers(
-        request,
-        request.app[HUB],
-        request.app[SOCKETS],
-        application_id,
-        heartbeat=settings.ws_heartbeat_s,
-        max_message_bytes=settings.ws_max_message_bytes,
-        idle_timeout=settings.ws_idle_timeout_s,
-        max_per_application=settings.ws_max_sockets_per_application,
-    )
+    return await offers_stream(request, application_id)

@@ -7,6 +7,7 @@ shutdown are explicit and symmetric.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from aio_pika.abc import AbstractRobustConnection
@@ -17,7 +18,7 @@ from tortoise import Tortoise
 from shared.amqp import robust_connection
 from shared.db import database
 from shared.http_api import error_middleware, health_routes, json_response
-from shared.live_stream import LiveSockets
+from shared.live_stream import LiveSockets, stream_offers
 from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler, metrics_middleware
 from shared.offer_hub import OfferHub
@@ -51,6 +52,21 @@ async def offer_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     yield
     await hub.stop()
+
+
+async def offers_stream(request: web.Request, application_id: uuid.UUID) -> web.WebSocketResponse:
+    """The offers WebSocket of an application the caller may read, with this service's limits."""
+    settings = request.app[SETTINGS]
+    return await stream_offers(
+        request,
+        request.app[HUB],
+        request.app[SOCKETS],
+        application_id,
+        heartbeat=settings.ws_heartbeat_s,
+        max_message_bytes=settings.ws_max_message_bytes,
+        idle_timeout=settings.ws_idle_timeout_s,
+        max_per_application=settings.ws_max_sockets_per_application,
+    )
 
 
 async def close_sockets(app: web.Application) -> None:
