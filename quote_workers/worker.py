@@ -12,7 +12,9 @@ import logging
 import os
 import signal
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Mapping
+from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
@@ -20,6 +22,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from quote_workers.adapters.base import QuoteRequest
 from quote_workers.resilience import GuardedInsurer
 from shared.amqp import ConfirmingPublisher, close_within
+from shared.event_marks import PublishedMarks
 from shared.messages import MalformedJob, QuoteJob
 from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
 from shared.models import Quote, QuoteStatus
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 # After a database or broker failure, wait this long before handing the job back,
 # so an outage does not turn into a hot redelivery loop.
 REQUEUE_DELAY_S = 1.0
+PAYLOAD_CACHE_SIZE = 2048
 NOT_ASKED_IN_TIME = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline")
 
 
@@ -64,6 +68,9 @@ class QuoteWorker:
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failpoint = failpoint
+        self._marks = PublishedMarks()
+        # The jobs of one application arrive together: its payload is read once, not ten times.
+        self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._connection: AbstractRobustConnection | None = None
         self.processed = 0
 
@@ -89,6 +96,7 @@ class QuoteWorker:
             for task in still_running:
                 task.cancel()
             await asyncio.gather(*still_running, return_exceptions=True)
+        await self._marks.close()
         if self._channel is not None and not self._channel.is_closed:
             await close_within(self._channel.close, "worker channel", connection=self._connection)
 
@@ -116,23 +124,31 @@ class QuoteWorker:
         if insurer is None:
             await self._reject_poison(message, "unknown_insurer")
             return
-        try:
-            quote = await Quote.filter(id=quote_id).select_related("application").first()
-        except Exception:
-            await self._requeue_later(message, job, "database unavailable")
-            return
-        if quote is None or quote.insurer_code != job.insurer_code:
-            await self._reject_poison(message, "unknown_quote")
-            return
-        if quote.status is not QuoteStatus.PENDING:
-            await settle(message.ack(), message)  # a redelivery of finished work
-            return
+        payload = None if message.redelivered else self._payloads.get(job.application_id)
+        if payload is None:
+            # A redelivery may be finished work: the database says so (idempotent consumer).
+            try:
+                quote = await Quote.filter(id=quote_id).select_related("application").first()
+            except Exception:
+                await self._requeue_later(message, job, "database unavailable")
+                return
+            if (
+                quote is None
+                or quote.insurer_code != job.insurer_code
+                or str(quote.application_id) != job.application_id
+            ):
+                await self._reject_poison(message, "unknown_quote")
+                return
+            if quote.status is not QuoteStatus.PENDING:
+                await settle(message.ack(), message)  # a redelivery of finished work
+                return
+            payload = self._remember_payload(job.application_id, quote.application.payload)
 
         outcome: Outcome
         if job.remaining() <= 0:
             outcome, attempts, last_error = NOT_ASKED_IN_TIME, 0, None
         else:
-            request = QuoteRequest(str(quote.id), str(job.application_id), job.insurer_code, quote.application.payload)
+            request = QuoteRequest(job.quote_id, job.application_id, job.insurer_code, payload)
             with INSURER_CALL_SECONDS.labels(job.insurer_code).time():
                 result = await insurer.quote(request, job.deadline_epoch)
             outcome, attempts, last_error = result.outcome, result.attempts, result.last_error
@@ -141,7 +157,7 @@ class QuoteWorker:
         try:
             finalized = await finalize_quote(quote_id, outcome, attempts=attempts, last_error=last_error)
             self._crash_if("after_db")
-            published = await publish_outcome(self._publisher, finalized)
+            published = await publish_outcome(self._publisher, finalized, self._marks)
             self._crash_if("after_publish")
         except Exception:
             await self._requeue_later(message, job, "could not store or publish the outcome")
@@ -153,6 +169,12 @@ class QuoteWorker:
             log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id})
         self.processed += 1
         await settle(message.ack(), message)
+
+    def _remember_payload(self, application_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self._payloads[application_id] = payload
+        if len(self._payloads) > PAYLOAD_CACHE_SIZE:
+            self._payloads.popitem(last=False)
+        return payload
 
     def _crash_if(self, step: str) -> None:
         """Fault injection for the exactly-once tests: die here, as a crash would, with no cleanup."""

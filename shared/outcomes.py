@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -185,16 +185,23 @@ async def mark_events_published(result: FinalizeResult) -> None:
     await Tortoise.get_connection("default").execute_query(_MARK_PUBLISHED, [result.quote_id, completed_application])
 
 
-async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult) -> bool:
+class Marks(Protocol):
+    def add(self, result: FinalizeResult) -> None: ...
+
+
+async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult, marks: Marks | None = None) -> bool:
     """Publish the result's events; mark them only when every one was confirmed.
 
     Unconfirmed events stay unmarked for the outbox relay, so a failure here delays
-    an event but never loses it.
+    an event but never loses it. With ``marks`` the marking is batched (shared.event_marks).
     """
     if not result.events:
         return True
     confirmed = await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(event), "") for event in result.events])
     if not all(confirmed):
         return False
-    await mark_events_published(result)
+    if marks is not None:
+        marks.add(result)
+    else:
+        await mark_events_published(result)
     return True
