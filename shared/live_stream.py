@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,6 +22,8 @@ from shared.http_api import ApiError
 from shared.offer_hub import OfferHub, Subscription
 
 log = logging.getLogger(__name__)
+
+FINAL_EVENT_TYPES = frozenset({"offer", "quote_status"})
 
 CLIENT_MESSAGE_LIMIT = 4096  # clients have nothing to say but pings
 # Seconds a client refused for too many sockets should wait: long enough for a tab to close.
@@ -107,37 +110,58 @@ async def _drain_client(ws: web.WebSocketResponse) -> None:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
 
 
+@dataclass
+class _StreamState:
+    """What one socket has been sent, so nothing is sent twice."""
+
+    seen: set[str] = field(default_factory=set)
+    finals_sent: int = 0
+    quotes: int | None = None  # how many final events there will be, known from the first snapshot
+
+    def has_every_final(self) -> bool:
+        return self.quotes is not None and self.finals_sent >= self.quotes
+
+
 async def _send_events(ws: web.WebSocketResponse, subscription: Subscription, application_id: uuid.UUID) -> None:
-    seen: set[str] = set()
-    if await _send_snapshot(ws, application_id, seen):
+    state = _StreamState()
+    if await _send_snapshot(ws, application_id, state):
         return
     while not ws.closed:
         event_id, event_type, text = await subscription.next()
         if subscription.overflowed:
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow; reconnect")
             return
+        if event_type == "complete" and state.has_every_final():
+            await ws.send_str(text)
+            await ws.close(code=WSCloseCode.OK)
+            return
         if event_type in ("resync", "complete"):
             # A quote event lost on its way (broker hiccup) must not be skipped by a
             # `complete` that overtook it: the database has every final event by now.
-            if await _send_snapshot(ws, application_id, seen):
+            if await _send_snapshot(ws, application_id, state):
                 return
             continue
-        if event_id in seen:
+        if event_id in state.seen:
             continue
-        seen.add(event_id)
+        state.seen.add(event_id)
+        if event_type in FINAL_EVENT_TYPES:
+            state.finals_sent += 1
         await ws.send_str(text)
 
 
-async def _send_snapshot(ws: web.WebSocketResponse, application_id: uuid.UUID, seen: set[str]) -> bool:
+async def _send_snapshot(ws: web.WebSocketResponse, application_id: uuid.UUID, state: _StreamState) -> bool:
     """Send stored events not sent yet; True when the stream is complete (and closed)."""
     snapshot = await reload_snapshot(application_id)
     if snapshot is None:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"application not found")
         return True
+    state.quotes = len(snapshot.quotes)
     for event in snapshot.events():
-        if event["event_id"] in seen:
+        if event["event_id"] in state.seen:
             continue
-        seen.add(event["event_id"])
+        state.seen.add(event["event_id"])
+        if event["type"] in FINAL_EVENT_TYPES:
+            state.finals_sent += 1
         await ws.send_str(_dump(event))
         if event["type"] == "complete":
             await ws.close(code=WSCloseCode.OK)
