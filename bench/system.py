@@ -11,12 +11,10 @@ import collections
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import aiohttp
 import psutil
 
 from bench.infra import Infrastructure
+from tests.support.processes import ServiceProcess, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LOG_DIR = RESULTS_DIR / "logs"
@@ -31,80 +30,14 @@ SERVICE_TOKEN = "bench-service-token"
 TOKEN_SECRET = "bench-token-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class Service(ServiceProcess):
+    """A service the benchmark starts: the tests' process runner, logging under bench/results/."""
 
 
-@dataclass
-class Service:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    port: int | None = None
-    ready_line: bytes | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    @property
-    def url(self) -> str:
-        assert self.port is not None
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def log_path(self) -> Path:
-        return LOG_DIR / f"{self.name}.log"
-
-    def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        env = dict(self.env)
-        env["OSAGO_INSTANCE_NAME"] = f"-bench-{self.name}"
-        if self.port is not None:
-            env["OSAGO_PORT"] = str(self.port)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.argv, env=env, stdout=log, stderr=log)
-
-    async def wait_ready(self, timeout: float = 40.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-                if self.ready_line is not None:
-                    if self.ready_line in self.log_path.read_bytes():
-                        return
-                elif self.port is not None:
-                    try:
-                        path = "/readyz" if "sandbox" not in self.name else "/sandbox/insurers"
-                        async with session.get(f"{self.url}{path}", timeout=aiohttp.ClientTimeout(total=1)) as r:
-                            if r.status == 200:
-                                return
-                    except (TimeoutError, aiohttp.ClientError):
-                        pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
-
-    async def stop(self, timeout: float = 15.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 (polling a child process or a counter; there is no event to wait on)
-            await asyncio.sleep(0.05)
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        return self.process.returncode
-
-
-def python_service(name: str, module: str, env: dict[str, str], port: int | None = None, **kw: Any) -> Service:
-    return Service(name, [sys.executable, "-m", module], env, port, **kw)
+def python_service(
+    name: str, module: str, env: dict[str, str], port: int | None = None, *, ready_line: bytes | None = None
+) -> Service:
+    return Service(name, module, env, port, ready_marker=ready_line, log_dir=LOG_DIR)
 
 
 @dataclass

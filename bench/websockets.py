@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -33,6 +34,7 @@ from hdrh.histogram import HdrHistogram
 from bench.infra import private_infrastructure
 from bench.loadgen import sample_body, summary
 from bench.system import (
+    LOG_DIR,
     TOKEN_SECRET,
     CpuMeter,
     Service,
@@ -132,10 +134,7 @@ async def _rss_settled(pid: int) -> int:
 
 async def raw_aiohttp(idle: int, messages: int) -> dict[str, Any]:
     port = free_port()
-    server = Service("raw-ws", [sys.executable, "-m", "bench.raw_ws_server", str(port)], {}, port, ready_line=None)
-    import os
-
-    server.env = {**os.environ}
+    server = Service("raw-ws", "bench.raw_ws_server", dict(os.environ), port, args=(str(port),), log_dir=LOG_DIR)
     server.start()
     clients = Clients()
     try:

@@ -41,6 +41,9 @@ class ServiceProcess:
     port: int | None = None
     # Readiness for processes without /readyz (workers): a line their log prints once consuming.
     ready_marker: bytes | None = None
+    # Command-line arguments after ``python -m module``, and where the log goes.
+    args: tuple[str, ...] = ()
+    log_dir: Path = LOG_DIR
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _log_offset: int = field(default=0, init=False)
 
@@ -50,18 +53,24 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
     def log_path(self) -> Path:
-        return LOG_DIR / f"{self.name}.log"
+        return self.log_dir / f"{self.name}.log"
 
     def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(self.env)
         env.setdefault("OSAGO_INSTANCE_NAME", f"-{self.name}")
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         if self.port is not None:
             env["OSAGO_PORT"] = str(self.port)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen([sys.executable, "-m", self.module], env=env, stdout=log, stderr=log)
+            argv = [sys.executable, "-m", self.module, *self.args]
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until /readyz answers 200 (HTTP services) or the log says it is consuming (workers)."""
