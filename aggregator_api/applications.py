@@ -19,15 +19,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
-from aggregator_api.typedefs import INSURERS, PUBLISHER, SETTINGS
+from aggregator_api.typedefs import INSURERS, JOB_MARKS, PUBLISHER, SETTINGS
 from shared.access import readable_application_id
 from shared.access_tokens import issue_access_token
 from shared.amqp import ConfirmingPublisher
 from shared.application_schema import ApplicationInvalid, parse_application
 from shared.application_view import reload_snapshot
+from shared.event_marks import PublishedJobMarks
 from shared.http_api import ApiError, json_response, read_json_body
 from shared.messages import QuoteJob
 from shared.models import Application, Quote
@@ -134,21 +135,15 @@ async def create_application(request: web.Request) -> web.Response:
         for i in insurers
     ]
     try:
-        async with in_transaction() as conn:
-            await Application.create(
-                using_db=conn,
-                id=application_id,
-                partner_id=caller.partner_id,
-                client_scope=caller.scope,
-                idempotency_key=key,
-                request_fingerprint=body_fingerprint,
-                payload=payload,
-                vin=payload["vehicle"].get("vin"),
-                plate=payload["vehicle"].get("plate"),
-                region_code=payload["owner"]["registration"]["region_code"],
-                deadline=deadline,
-            )
-            await Quote.bulk_create(quotes, using_db=conn)
+        await store_application(
+            application_id,
+            caller,
+            key,
+            body_fingerprint,
+            payload,
+            deadline,
+            quotes,
+        )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first.
         existing = await Application.get_or_none(client_scope=caller.scope, idempotency_key=key)
@@ -156,14 +151,65 @@ async def create_application(request: web.Request) -> web.Response:
             raise
         return await replay(existing, body_fingerprint, settings.token_secret)
 
-    await publish_jobs(request.app[PUBLISHER], application_id, deadline, quotes)
+    await publish_jobs(request.app[PUBLISHER], request.app[JOB_MARKS], application_id, deadline, quotes)
     log.info("application accepted", extra={"application_id": str(application_id), "quotes": len(quotes)})
     body = creation_body(application_id, deadline, [(i.code, i.name) for i in insurers], settings.token_secret)
     return json_response(body, status=201, headers={"Location": body["links"]["self"]})
 
 
+# The application and its quotes in one statement: atomic without a transaction around it,
+# and one round trip instead of four (BEGIN, two INSERTs, COMMIT).
+_STORE_APPLICATION = """
+WITH stored AS (
+    INSERT INTO application (id, status, partner_id, client_scope, idempotency_key, request_fingerprint, payload,
+                             vin, plate, region_code, deadline, created_at, complete_event_published, pending_quotes)
+    VALUES ($1, 'pending', $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, false, cardinality($12::uuid[]))
+    RETURNING id
+)
+INSERT INTO quote (id, application_id, insurer_code, insurer_name, status, attempts, job_published,
+                   event_published, created_at)
+SELECT q.id, stored.id, q.code, q.name, 'pending', 0, false, false, $11
+FROM stored, unnest($12::uuid[], $13::varchar[], $14::varchar[]) AS q(id, code, name)
+"""
+
+
+async def store_application(
+    application_id: uuid.UUID,
+    caller: Caller,
+    key: str | None,
+    body_fingerprint: str,
+    payload: dict[str, Any],
+    deadline: datetime,
+    quotes: list[Quote],
+) -> None:
+    vehicle = payload["vehicle"]
+    await Tortoise.get_connection("default").execute_query(
+        _STORE_APPLICATION,
+        [
+            application_id,
+            None if caller.partner_id is None else uuid.UUID(caller.partner_id),
+            caller.scope,
+            key,
+            body_fingerprint,
+            json.dumps(payload, ensure_ascii=False),
+            vehicle.get("vin"),
+            vehicle.get("plate"),
+            payload["owner"]["registration"]["region_code"],
+            deadline,
+            utc_now(),
+            [q.id for q in quotes],
+            [q.insurer_code for q in quotes],
+            [q.insurer_name for q in quotes],
+        ],
+    )
+
+
 async def publish_jobs(
-    publisher: ConfirmingPublisher, application_id: uuid.UUID, deadline: datetime, quotes: list[Quote]
+    publisher: ConfirmingPublisher,
+    marks: PublishedJobMarks,
+    application_id: uuid.UUID,
+    deadline: datetime,
+    quotes: list[Quote],
 ) -> int:
     """Publish after commit; what the broker did not confirm stays for the outbox relay."""
     deadline_epoch = deadline.timestamp()
@@ -172,7 +218,7 @@ async def publish_jobs(
     confirmed = await publisher.publish_many(JOBS_EXCHANGE, [(job.to_message(now), job.insurer_code) for job in jobs])
     published_ids = [q.id for q, ok in zip(quotes, confirmed, strict=True) if ok]
     if published_ids:
-        await Quote.filter(id__in=published_ids).update(job_published=True)
+        marks.add(published_ids)
     if len(published_ids) < len(quotes):
         log.warning(
             "jobs left to the outbox relay",

@@ -95,9 +95,7 @@ async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
         for application in applications:
             statuses = await quote_statuses(application.id, conn)
             try:
-                await publisher.publish(
-                    OFFERS_EXCHANGE, event_message(complete_event(application.id, statuses))
-                )
+                await publisher.publish(OFFERS_EXCHANGE, event_message(complete_event(application.id, statuses)))
             except PublishFailed:
                 break
             done.append(application.id)

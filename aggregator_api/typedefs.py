@@ -5,10 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from shared.amqp import ConfirmingPublisher
+from shared.event_marks import PublishedJobMarks
 from shared.insurers import InsurerInfo
 from shared.service_app import AMQP, HUB, SETTINGS, SOCKETS
 
 INSURERS = web.AppKey("insurers", tuple[InsurerInfo, ...])
 PUBLISHER = web.AppKey("publisher", ConfirmingPublisher)
+JOB_MARKS = web.AppKey("job_marks", PublishedJobMarks)
 
-__all__ = ["AMQP", "HUB", "INSURERS", "PUBLISHER", "SETTINGS", "SOCKETS"]
+__all__ = ["AMQP", "HUB", "INSURERS", "JOB_MARKS", "PUBLISHER", "SETTINGS", "SOCKETS"]

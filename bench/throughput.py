@@ -6,8 +6,8 @@ and completes, every quote is final (offered) before its deadline, nothing is le
 the outbox, the completion rate keeps up with the arrival rate, and time to complete
 does not build up (p99 overhead under a second). Per step: cores used per process
 (each service, PostgreSQL, RabbitMQ, the load generator, anything else on the machine).
-At the first step that is not held (saturation) every Python service is profiled with
-py-spy; the summary names the top functions by self and inclusive time.
+After the first step that is not held (saturation), one more pass at that rate profiles every
+Python service with py-spy; the summary names the top functions by self and inclusive time.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from bench.system import CpuMeter, finish_profile, raise_fd_limit, start_profile
 LATENCY_MS = 200
 RATES = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0, 45.0, 60.0, 80.0, 100.0, 150.0, 200.0)
 MAX_P99_OVERHEAD_MS = 1000.0
+
+
+def _load_config(core_urls: list[str], rate: float, seconds: float, latency_ms: int, deadline_s: float) -> LoadConfig:
+    return LoadConfig(core_urls, rate, seconds, latency_ms, label="throughput", client_timeout_s=deadline_s + 15)
 
 
 def held(load: dict[str, Any], outcome: dict[str, Any]) -> tuple[bool, list[str]]:
@@ -67,28 +71,9 @@ async def run(
             await run_load(LoadConfig(system.core_urls, 10, 3, latency_ms, label="warm-up", client_timeout_s=90))
             for rate in rates:
                 meter = CpuMeter(pids_of(system))
-                profile_s = min(step_s, 10.0)
-                # Profile every step; keep the profiles of the first step not held (saturation).
-                started_profiles = {
-                    name: start_profile(pids[0], profile_s, f"throughput-{int(rate)}-{name}")
-                    for name, pids in pids_of(system).items()
-                    if name != "load generator (bench)"
-                }
                 meter.start()
-                load = await run_load(
-                    LoadConfig(
-                        system.core_urls,
-                        rate,
-                        step_s,
-                        latency_ms,
-                        label="throughput",
-                        client_timeout_s=infra.deadline_s + 15,
-                    )
-                )
+                load = await run_load(_load_config(system.core_urls, rate, step_s, latency_ms, infra.deadline_s))
                 cpu = meter.stop()
-                step_profiles = {
-                    name: await finish_profile(p, profile_s, top=10) for name, p in started_profiles.items()
-                }
                 await asyncio.sleep(1.0)
                 outcome = await database_outcome(infra.database_url, load.application_ids)
                 result = load.result()
@@ -97,12 +82,24 @@ async def run(
                 steps.append(step)
                 busiest = ", ".join(f"{k} {v:.2f}" for k, v in list(cpu["cores_used"].items())[:4])
                 print(f"[throughput] {rate:g}/s held={ok} busiest: {busiest} {'; '.join(reasons)}", file=sys.stderr)
-                if ok:
-                    best = step
-                    profiles = {"rate": rate, "saturated": False, "processes": step_profiles}
-                else:
-                    profiles = {"rate": rate, "saturated": True, "processes": step_profiles}
+                if not ok:
                     break
+                best = step
+            # py-spy costs CPU of its own (0.1-0.3 core for seven processes), so it never runs during a
+            # measured step: the profile comes from one more pass at the rate that saturated.
+            profile_rate = steps[-1]["rate"]
+            profile_s = min(step_s, 10.0)
+            started = {
+                name: start_profile(pids[0], profile_s, f"throughput-{int(profile_rate)}-{name}")
+                for name, pids in pids_of(system).items()
+                if name != "load generator (bench)"
+            }
+            await run_load(_load_config(system.core_urls, profile_rate, profile_s, latency_ms, infra.deadline_s))
+            profiles = {
+                "rate": profile_rate,
+                "saturated": not steps[-1]["held"],
+                "processes": {name: await finish_profile(p, profile_s, top=10) for name, p in started.items()},
+            }
         finally:
             await stop_system(system)
     return {

@@ -21,7 +21,7 @@ from shared.db import database
 from shared.http_api import json_response
 from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler
-from shared.runtime import tune_garbage_collector
+from shared.runtime import new_event_loop, tune_garbage_collector
 from shared.settings import Settings, settings_or_exit
 from shared.topology import declare_offers_exchange
 
@@ -99,7 +99,8 @@ def main() -> None:
         await run(settings, stop)
 
     tune_garbage_collector()
-    asyncio.run(serve())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve())
 
 
 if __name__ == "__main__":

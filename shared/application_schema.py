@@ -303,9 +303,7 @@ def _region_code(value: str) -> str:
     return value
 
 
-def _one_of(
-    allowed: tuple[str, ...], message: str, *, known: tuple[str, ...] = ()
-) -> Callable[[object], object]:
+def _one_of(allowed: tuple[str, ...], message: str, *, known: tuple[str, ...] = ()) -> Callable[[object], object]:
     # Tuples, not sets: the input may be unhashable (a list), and == is enough here.
     def check(value: object) -> object:
         if isinstance(value, str):
@@ -345,9 +343,7 @@ DocumentType = Annotated[
 ]
 DocumentSeries = Annotated[
     str,
-    AfterValidator(
-        _pattern(r"[0-9]{2}[0-9А-ЯЁ]{2}", "must be 2 digits followed by 2 letters or digits", fold=True)
-    ),
+    AfterValidator(_pattern(r"[0-9]{2}[0-9А-ЯЁ]{2}", "must be 2 digits followed by 2 letters or digits", fold=True)),
 ]
 DigitsOnly = Annotated[str, AfterValidator(_pattern(r"[0-9]+", "must contain only digits"))]
 PassportSeries = Annotated[str, AfterValidator(_pattern(r"[0-9]{4}", "must be 4 digits"))]

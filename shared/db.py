@@ -16,6 +16,16 @@ from shared.settings import DEFAULT_DATABASE_URL, Settings
 MODELS_MODULES = ["shared.models", "aerich.models"]
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query.
+
+    The default (``RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()``) is one more
+    round trip each time a connection goes back to the pool, and Tortoise takes one from the
+    pool per query. Our services keep no session state (no SET, LISTEN, cursors or advisory
+    locks), and asyncpg still rolls back a transaction left open before calling this.
+    """
+
+
 def tortoise_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
     parts = urlsplit(database_url)
     return {
@@ -32,6 +42,7 @@ def tortoise_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
                     "maxsize": pool_max,
                     # A query that hangs (lock, dead server) must not hold a request forever.
                     "command_timeout": 10,
+                    "reset": _keep_session,
                 },
             }
         },

@@ -1,8 +1,8 @@
-"""Marking events published in batches: one UPDATE per short interval instead of one per quote.
+"""Outbox flags set in batches: one UPDATE per short interval instead of one per row.
 
 Safe to lose: a mark that never reaches the database (crash, outage) only makes the
-outbox relay publish that event once more after its settle time, and clients drop the
-copy by its stable ``event_id``.
+outbox relay publish that job or event once more after its settle time; workers skip
+a job whose quote is already final, and clients drop an event copy by its ``event_id``.
 """
 
 from __future__ import annotations
@@ -18,25 +18,28 @@ from shared.outcomes import FinalizeResult
 
 log = logging.getLogger(__name__)
 
-_MARK_MANY = """
+_MARK_EVENTS = """
 WITH quotes_marked AS (UPDATE quote SET event_published = true WHERE id = ANY($1::uuid[]))
 UPDATE application SET complete_event_published = true WHERE id = ANY($2::uuid[])
 """
+_MARK_JOBS = "UPDATE quote SET job_published = true WHERE id = ANY($1::uuid[])"
 
 
-class PublishedMarks:
-    def __init__(self, interval_s: float = 0.05) -> None:
+class BatchedMarks:
+    """Collects ids; one statement takes them all, each column as a ``uuid[]`` parameter."""
+
+    def __init__(self, statement: str, columns: int, what: str, interval_s: float = 0.05) -> None:
+        self._statement = statement
+        self._what = what
         self._interval_s = interval_s
-        self._quotes: list[uuid.UUID] = []
-        self._applications: list[uuid.UUID] = []
+        self._columns: list[list[uuid.UUID]] = [[] for _ in range(columns)]
         self._flusher: asyncio.Task[None] | None = None
 
-    def add(self, result: FinalizeResult) -> None:
-        self._quotes.append(result.quote_id)
-        if result.completed and result.application_id is not None:
-            self._applications.append(result.application_id)
+    def add_ids(self, *ids_per_column: list[uuid.UUID]) -> None:
+        for column, ids in zip(self._columns, ids_per_column, strict=True):
+            column.extend(ids)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_after_interval(), name="published-marks")
+            self._flusher = asyncio.create_task(self._flush_after_interval(), name=f"{self._what}-marks")
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -46,19 +49,39 @@ class PublishedMarks:
         await self.flush()
 
     async def flush(self) -> None:
-        quotes, self._quotes = self._quotes, []
-        applications, self._applications = self._applications, []
-        if not quotes and not applications:
+        columns, self._columns = self._columns, [[] for _ in self._columns]
+        if not any(columns):
             return
         try:
-            await Tortoise.get_connection("default").execute_query(_MARK_MANY, [quotes, applications])
+            await Tortoise.get_connection("default").execute_query(self._statement, columns)
         except Exception as exc:
             log.warning(
-                "published marks lost; the outbox relay will republish",
-                extra={"quotes": len(quotes), "error": type(exc).__name__},
+                "published marks lost; the outbox relay will publish again",
+                extra={"what": self._what, "rows": len(columns[0]), "error": type(exc).__name__},
             )
 
     async def _flush_after_interval(self) -> None:
-        while self._quotes or self._applications:
+        while any(self._columns):
             await asyncio.sleep(self._interval_s)
             await self.flush()
+
+
+class PublishedMarks(BatchedMarks):
+    """Final events of quotes (and complete events of applications) the broker confirmed."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        super().__init__(_MARK_EVENTS, 2, "events", interval_s)
+
+    def add(self, result: FinalizeResult) -> None:
+        completed = [result.application_id] if result.completed and result.application_id is not None else []
+        self.add_ids([result.quote_id], completed)
+
+
+class PublishedJobMarks(BatchedMarks):
+    """Quote jobs the broker confirmed."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        super().__init__(_MARK_JOBS, 1, "jobs", interval_s)
+
+    def add(self, quote_ids: list[uuid.UUID]) -> None:
+        self.add_ids(quote_ids)

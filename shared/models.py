@@ -67,6 +67,9 @@ class Application(Model):
     completed_at = fields.DatetimeField(null=True)
     # Outbox flag for the "complete" event.
     complete_event_published = fields.BooleanField(default=False)
+    # Quotes not final yet: the finalize that takes it to zero completes the application. A
+    # counter updated under the row lock lets that be one statement, without a transaction.
+    pending_quotes = fields.SmallIntField(default=0)
 
     quotes: fields.ReverseRelation[Quote]
     offers: fields.ReverseRelation[Offer]

@@ -1,10 +1,9 @@
 """Recording a quote's final outcome: exactly once, whoever gets there first.
 
 Workers, the expired-jobs consumer and the deadline sweeper all end quotes through
-``finalize_quote``. The application row is locked for the few milliseconds of the
-transaction so that two quotes finishing at once cannot both miss that they were
-the last, and the conditional update (``WHERE status = 'pending'``) makes every
-later attempt a no-op.
+``finalize_quote``. The conditional update (``WHERE status = 'pending'``) makes every
+later attempt a no-op, and the application's ``pending_quotes`` counter, decremented
+under its row lock, tells exactly one of them that it finished the application.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from typing import Any, Protocol
 
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from shared.amqp import ConfirmingPublisher
 from shared.events import complete_event, quote_final_event
@@ -66,40 +64,33 @@ def to_kopecks(premium: Decimal) -> int:
     return int((premium * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-# Lock the application row first: two quotes of one application finishing at once then
-# take turns, and the second sees the first's status when it counts what is pending.
-_LOCK_APPLICATION = """
-SELECT a.id FROM application a JOIN quote q ON q.application_id = a.id WHERE q.id = $1 FOR UPDATE OF a
-"""
-
-# One statement for the rest (the hot path of every worker; the ORM took six round trips):
-# end the quote if still pending, store the offer, count what is left, complete the
-# application when nothing is. Sub-statements share one snapshot, so the quote being
-# ended still reads as pending in `statuses`; the CASE counts it with its new status.
+# One statement, so one round trip and no transaction around it (the hot path of every
+# worker; the ORM took six round trips): end the quote if still pending, store the offer,
+# and count it off the application. The counter's UPDATE waits for the application row's
+# lock and then reads its latest committed value, so of two quotes finishing at once
+# exactly one sees the count reach zero and completes the application.
 _FINALIZE = """
 WITH ended AS (
     UPDATE quote
     SET status = $2::varchar, reason = $3, finished_at = $4,
         attempts = coalesce($5, attempts), last_error = coalesce($6, last_error)
     WHERE id = $1 AND status = 'pending'
-    RETURNING insurer_code, insurer_name
+    RETURNING application_id, insurer_code, insurer_name
 ), offer AS (
     INSERT INTO offer (id, quote_id, application_id, insurer_code, premium_kopecks, coefficients,
                        insurer_reference, valid_until, created_at)
-    SELECT $7, $1, $8, ended.insurer_code, $9, $10::jsonb, $11, $12, $4
+    SELECT $7, $1, ended.application_id, ended.insurer_code, $8, $9::jsonb, $10, $11, $4
     FROM ended WHERE $2::varchar = 'offered'
-), statuses AS (
-    SELECT array_agg(CASE WHEN q.id = $1 AND EXISTS (SELECT 1 FROM ended) THEN $2::varchar ELSE q.status END)
-           AS all_statuses
-    FROM quote q WHERE q.application_id = $8
-), completed AS (
-    UPDATE application SET status = 'complete', completed_at = $4
-    WHERE id = $8 AND EXISTS (SELECT 1 FROM ended)
-      AND NOT EXISTS (SELECT 1 FROM statuses WHERE 'pending' = ANY(all_statuses))
-    RETURNING id
+), counted AS (
+    UPDATE application a
+    SET pending_quotes = a.pending_quotes - 1,
+        status = CASE WHEN a.pending_quotes = 1 THEN 'complete' ELSE a.status END,
+        completed_at = CASE WHEN a.pending_quotes = 1 THEN $4 ELSE a.completed_at END
+    FROM ended WHERE a.id = ended.application_id
+    RETURNING a.pending_quotes
 )
-SELECT ended.insurer_code, ended.insurer_name, (SELECT all_statuses FROM statuses) AS statuses,
-       EXISTS (SELECT 1 FROM completed) AS completed
+SELECT ended.application_id, ended.insurer_code, ended.insurer_name,
+       coalesce((SELECT pending_quotes = 0 FROM counted), false) AS completed
 FROM ended
 """
 
@@ -111,31 +102,27 @@ async def finalize_quote(
     reason = None if isinstance(outcome, OfferOutcome) else outcome.reason
     now = utc_now()
     offer_id = uuid.uuid4()
-    async with in_transaction() as conn:
-        _, locked = await conn.execute_query(_LOCK_APPLICATION, [quote_id])
-        if not locked:
-            return FinalizeResult(recorded=False, quote_id=quote_id, application_id=None)
-        application_id: uuid.UUID = locked[0]["id"]
-        _, rows = await conn.execute_query(
-            _FINALIZE,
-            [
-                quote_id,
-                status.value,
-                reason,
-                now,
-                attempts,
-                None if last_error is None else last_error[:500],
-                offer_id,
-                application_id,
-                to_kopecks(outcome.premium) if isinstance(outcome, OfferOutcome) else None,
-                json.dumps(outcome.coefficients) if isinstance(outcome, OfferOutcome) else None,
-                outcome.insurer_reference if isinstance(outcome, OfferOutcome) else None,
-                outcome.valid_until if isinstance(outcome, OfferOutcome) else None,
-            ],
-        )
+    connection = Tortoise.get_connection("default")
+    _, rows = await connection.execute_query(
+        _FINALIZE,
+        [
+            quote_id,
+            status.value,
+            reason,
+            now,
+            attempts,
+            None if last_error is None else last_error[:500],
+            offer_id,
+            to_kopecks(outcome.premium) if isinstance(outcome, OfferOutcome) else None,
+            json.dumps(outcome.coefficients) if isinstance(outcome, OfferOutcome) else None,
+            outcome.insurer_reference if isinstance(outcome, OfferOutcome) else None,
+            outcome.valid_until if isinstance(outcome, OfferOutcome) else None,
+        ],
+    )
     if not rows:
-        return FinalizeResult(recorded=False, quote_id=quote_id, application_id=application_id)
+        return FinalizeResult(recorded=False, quote_id=quote_id, application_id=None)
     row = rows[0]
+    application_id: uuid.UUID = row["application_id"]
     quote = Quote(
         id=quote_id,
         application_id=application_id,
@@ -163,8 +150,9 @@ async def finalize_quote(
         recorded=True, quote_id=quote_id, application_id=application_id, events=[quote_final_event(quote, offer)]
     )
     if row["completed"]:
+        # Whoever took the count to zero committed after every other quote: all are final now.
         result.completed = True
-        result.events.append(complete_event(application_id, [QuoteStatus(s) for s in row["statuses"]]))
+        result.events.append(complete_event(application_id, await quote_statuses(application_id)))
     return result
 
 

@@ -23,7 +23,7 @@ from shared.log_setup import configure_logging
 from shared.metrics import metrics_handler, metrics_middleware
 from shared.offer_hub import OfferHub
 from shared.openapi import openapi_document
-from shared.runtime import tune_garbage_collector
+from shared.runtime import new_event_loop, tune_garbage_collector
 from shared.settings import Settings, settings_or_exit
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -118,4 +118,5 @@ def serve(service: str, create_app: Callable[[Settings], web.Application], defau
         # In-flight requests get this long after SIGTERM; sockets are closed before it starts.
         shutdown_timeout=10,
         access_log=None,
+        loop=new_event_loop(),
     )

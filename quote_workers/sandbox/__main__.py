@@ -7,6 +7,7 @@ import sys
 
 from aiohttp import web
 
+from shared.runtime import new_event_loop
 from shared.settings import Settings, SettingsError
 
 from .app import create_app
@@ -32,6 +33,7 @@ def main() -> None:
         # Cancel a handler when its client disconnects, so hung calls are released at once.
         handler_cancellation=True,
         shutdown_timeout=5.0,
+        loop=new_event_loop(),
     )
 
 

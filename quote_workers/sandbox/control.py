@@ -86,19 +86,31 @@ def _document(request: web.Request) -> str | None:
 async def put_kbm(request: web.Request) -> web.Response:
     document = _document(request)
     if document is None:
-        return _error(422, "invalid_document", "document must be 1..32 characters",
-                      [{"path": "document", "message": "1..32 characters"}])
+        return _error(
+            422,
+            "invalid_document",
+            "document must be 1..32 characters",
+            [{"path": "document", "message": "1..32 characters"}],
+        )
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict) or set(body) != {"class"}:
-        return _error(422, "invalid_kbm", 'body must be {"class": "<class>"}',
-                      [{"path": "class", "message": "required; no other fields"}])
+        return _error(
+            422,
+            "invalid_kbm",
+            'body must be {"class": "<class>"}',
+            [{"path": "class", "message": "required; no other fields"}],
+        )
     kbm_class = normalise_class(body["class"])
     if kbm_class is None:
-        return _error(422, "invalid_kbm", "unknown bonus-malus class",
-                      [{"path": "class", "message": f"one of {', '.join(CLASSES)}"}])
+        return _error(
+            422,
+            "invalid_kbm",
+            "unknown bonus-malus class",
+            [{"path": "class", "message": f"one of {', '.join(CLASSES)}"}],
+        )
     request.app[SANDBOX_KEY].kbm.set(document, kbm_class)
     return _json({"document": document, "class": kbm_class})
 

@@ -1,20 +1,20 @@
 """Synchronous JSON insurer API: one POST, the price (or refusal) in the answer.
 
-    POST /json/{code}/v1/quotes
-    Idempotency-Key: <client key>
-    {"policy": {"start_date": "2026-12-01", "months": 12, "unlimited_drivers": false},
-     "vehicle": {"category": "B", "make": "Toyota", "model": "Camry", "year": 2019,
-                 "power_hp": 181, "purpose": "personal"},
-     "owner": {"region_code": "77", "city": "Москва", "document": null},
-     "drivers": [{"birth_date": "1985-03-14", "experience_since": "2005-06-01",
-                  "licence": "7701123456"}]}
+POST /json/{code}/v1/quotes
+Idempotency-Key: <client key>
+{"policy": {"start_date": "2026-12-01", "months": 12, "unlimited_drivers": false},
+ "vehicle": {"category": "B", "make": "Toyota", "model": "Camry", "year": 2019,
+             "power_hp": 181, "purpose": "personal"},
+ "owner": {"region_code": "77", "city": "Москва", "document": null},
+ "drivers": [{"birth_date": "1985-03-14", "experience_since": "2005-06-01",
+              "licence": "7701123456"}]}
 
-    200 {"status": "priced", "quote": {"reference": "SEV-2026-1234567", "premium": "9441.80",
-         "currency": "RUB", "coefficients": {"TB": "8665", ...}, "valid_until": "...Z",
-         "tariff": "7204-U (from 2025-12-09)"}}
-    200 {"status": "refused", "refusal": {"code": "TAXI", "message": "..."}}
-    400 {"error": {"code": "bad_request", "message": "..."}}
-    503 {"error": {"code": "unavailable", "message": "..."}}
+200 {"status": "priced", "quote": {"reference": "SEV-2026-1234567", "premium": "9441.80",
+     "currency": "RUB", "coefficients": {"TB": "8665", ...}, "valid_until": "...Z",
+     "tariff": "7204-U (from 2025-12-09)"}}
+200 {"status": "refused", "refusal": {"code": "TAXI", "message": "..."}}
+400 {"error": {"code": "bad_request", "message": "..."}}
+503 {"error": {"code": "unavailable", "message": "..."}}
 """
 
 from __future__ import annotations

@@ -80,8 +80,6 @@ class SubmitBody(BaseModel):
     drivers: list[_Driver] = Field(default_factory=list, max_length=5)
 
 
-
-
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(body, ensure_ascii=False).encode(),

@@ -1,26 +1,26 @@
 """SOAP-style XML insurer API: an envelope in, an envelope with a calculation, refusal or Fault out.
 
-    POST /xml/{code}/soap          Content-Type: text/xml; charset=utf-8
-    <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
-                   xmlns:o="urn:sandbox:osago:calc:1">
-      <soap:Header><o:MessageID>idempotency key</o:MessageID></soap:Header>
-      <soap:Body><o:CalculateRequest>
-        <o:Policy startDate="2026-12-01" months="12" unlimitedDrivers="false"/>
-        <o:Vehicle category="B" year="2019" powerHp="181" purpose="personal"
-                   make="Toyota" model="Camry"/>
-        <o:Owner regionCode="77" city="Москва" document=""/>
-        <o:Drivers><o:Driver birthDate="1985-03-14" experienceSince="2005-06-01"
-                             licence="7701123456"/></o:Drivers>
-      </o:CalculateRequest></soap:Body>
-    </soap:Envelope>
+POST /xml/{code}/soap          Content-Type: text/xml; charset=utf-8
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
+               xmlns:o="urn:sandbox:osago:calc:1">
+  <soap:Header><o:MessageID>idempotency key</o:MessageID></soap:Header>
+  <soap:Body><o:CalculateRequest>
+    <o:Policy startDate="2026-12-01" months="12" unlimitedDrivers="false"/>
+    <o:Vehicle category="B" year="2019" powerHp="181" purpose="personal"
+               make="Toyota" model="Camry"/>
+    <o:Owner regionCode="77" city="Москва" document=""/>
+    <o:Drivers><o:Driver birthDate="1985-03-14" experienceSince="2005-06-01"
+                         licence="7701123456"/></o:Drivers>
+  </o:CalculateRequest></soap:Body>
+</soap:Envelope>
 
-    200 ... <o:CalculateResponse><o:Calculation reference="URL-2026-1234567"
-              validUntil="2026-12-04T12:00:00Z" tariff="...">
-              <o:Premium currency="RUB">9441.80</o:Premium>
-              <o:Factors><o:Factor code="TB" value="8665"/>...</o:Factors>
-            </o:Calculation></o:CalculateResponse> ...
-    200 ... <o:CalculateResponse><o:Refusal code="VEHICLE_AGE">reason</o:Refusal></o:CalculateResponse>
-    500 ... <soap:Fault><faultcode>soap:Server|soap:Client</faultcode><faultstring>..</faultstring></soap:Fault>
+200 ... <o:CalculateResponse><o:Calculation reference="URL-2026-1234567"
+          validUntil="2026-12-04T12:00:00Z" tariff="...">
+          <o:Premium currency="RUB">9441.80</o:Premium>
+          <o:Factors><o:Factor code="TB" value="8665"/>...</o:Factors>
+        </o:Calculation></o:CalculateResponse> ...
+200 ... <o:CalculateResponse><o:Refusal code="VEHICLE_AGE">reason</o:Refusal></o:CalculateResponse>
+500 ... <soap:Fault><faultcode>soap:Server|soap:Client</faultcode><faultstring>..</faultstring></soap:Fault>
 """
 
 from __future__ import annotations
@@ -41,17 +41,12 @@ CALC_NS = "urn:sandbox:osago:calc:1"
 _S = "{" + SOAP_NS + "}"
 _O = "{" + CALC_NS + "}"
 
-_HEAD = (
-    '<?xml version="1.0" encoding="utf-8"?>'
-    f'<soap:Envelope xmlns:soap="{SOAP_NS}" xmlns:o="{CALC_NS}"><soap:Body>'
-)
+_HEAD = f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP_NS}" xmlns:o="{CALC_NS}"><soap:Body>'
 _TAIL = "</soap:Body></soap:Envelope>"
 
 
 def _xml(inner: str, status: int = 200) -> web.Response:
-    return web.Response(
-        body=(_HEAD + inner + _TAIL).encode(), status=status, content_type="text/xml", charset="utf-8"
-    )
+    return web.Response(body=(_HEAD + inner + _TAIL).encode(), status=status, content_type="text/xml", charset="utf-8")
 
 
 def _fault(side: str, message: str) -> web.Response:
@@ -135,7 +130,9 @@ MALFORMED = (_HEAD + '<o:CalculateResponse><o:Calculation reference="X"><o:Premi
 
 
 def _refusal(code: str, reason: str) -> web.Response:
-    return _xml(f"<o:CalculateResponse><o:Refusal code={quoteattr(code)}>{escape(reason)}</o:Refusal></o:CalculateResponse>")
+    return _xml(
+        f"<o:CalculateResponse><o:Refusal code={quoteattr(code)}>{escape(reason)}</o:Refusal></o:CalculateResponse>"
+    )
 
 
 async def calculate(request: web.Request) -> web.StreamResponse:
@@ -163,7 +160,7 @@ async def calculate(request: web.Request) -> web.StreamResponse:
     )
     return _xml(
         "<o:CalculateResponse>"
-        f"<o:Calculation reference={quoteattr(answer.reference)} validUntil=\"{utc_z(answer.valid_until)}\""
+        f'<o:Calculation reference={quoteattr(answer.reference)} validUntil="{utc_z(answer.valid_until)}"'
         f" tariff={quoteattr(answer.tables_version)}>"
         f'<o:Premium currency="RUB">{answer.premium}</o:Premium>'
         f"<o:Factors>{factors}</o:Factors>"

@@ -152,12 +152,8 @@ def normalize_region_code(region_code: str) -> str:
 
 
 # Lookup indexes over TERRITORIES (which rows, not which values: values stay per version).
-_ROW_BY_CITY: dict[str, str] = {
-    normalize_city(city): key for key, t in TERRITORIES.items() for city in t.cities
-}
-_ROW_BY_REGION: dict[str, str] = {
-    code: key for key, t in TERRITORIES.items() for code in t.region_codes
-}
+_ROW_BY_CITY: dict[str, str] = {normalize_city(city): key for key, t in TERRITORIES.items() for city in t.cities}
+_ROW_BY_REGION: dict[str, str] = {code: key for key, t in TERRITORIES.items() for code in t.region_codes}
 
 
 def territory_coefficient(city: str, region_code: str, start_date: date) -> Decimal:
@@ -252,9 +248,7 @@ def period_coefficient(months: int) -> Decimal:
 def _ks(tables: TariffTables, months: int) -> Decimal:
     value = tables.ks.get(months)
     if value is None:
-        raise TariffError(
-            f"a period of use of {months} months is not allowed (individuals: 3 to 12 months)"
-        )
+        raise TariffError(f"a period of use of {months} months is not allowed (individuals: 3 to 12 months)")
     return value
 
 
@@ -274,8 +268,7 @@ def _base_rate(tables: TariffTables, purpose: str, base_rate: Decimal) -> Decima
     tb = tb.quantize(ROUBLE, context=_EXACT)
     if not low <= tb <= high:
         raise TariffError(
-            f"base rate {_plain(tb)} is outside the {purpose} corridor "
-            f"{_plain(low)}–{_plain(high)} of {tables.version}"
+            f"base rate {_plain(tb)} is outside the {purpose} corridor {_plain(low)}–{_plain(high)} of {tables.version}"
         )
     return tb
 
@@ -292,9 +285,7 @@ def _drivers_kbm_kvs(
     if not drivers:
         raise TariffError("at least one named driver is required unless drivers are unlimited")
     if len(drivers) > MAX_NAMED_DRIVERS:
-        raise TariffError(
-            f"{len(drivers)} named drivers given; at most {MAX_NAMED_DRIVERS} are allowed"
-        )
+        raise TariffError(f"{len(drivers)} named drivers given; at most {MAX_NAMED_DRIVERS} are allowed")
     best: tuple[Decimal, Decimal, Decimal] | None = None  # (product, KBM, KVS)
     for number, driver in enumerate(drivers, start=1):
         try:
@@ -328,11 +319,9 @@ def price(inp: TariffInput) -> PriceBreakdown:
     km = _km(tables, inp.power_hp)
     ks = _ks(tables, inp.months)
     kn = tables.kn[False]  # no gross violations in our scope; kept so the formula is complete
-    coefficients = {"TB": tb, "KT": kt, "KBM": kbm, "KVS": kvs, "KO": ko, "KM": km, "KS": ks,
-                    "KN": kn}
+    coefficients = {"TB": tb, "KT": kt, "KBM": kbm, "KVS": kvs, "KO": ko, "KM": km, "KS": ks, "KN": kn}
     product = Decimal(1)
     for value in coefficients.values():
         product = _EXACT.multiply(product, value)
     premium = product.quantize(KOPECK, rounding=ROUND_HALF_UP, context=_EXACT)
-    return PriceBreakdown(premium=premium, coefficients=coefficients,
-                          tables_version=tables.version)
+    return PriceBreakdown(premium=premium, coefficients=coefficients, tables_version=tables.version)
