@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared.amqp import close_within
 from shared.topology import declare_instance_offers_queue
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 # A marker pushed to every subscriber after a broker reconnect: events published while
 # the queue was gone are read back from the database.
 RESYNC = ("", "resync", "")
+# Deliveries are acked with ``multiple=True`` once this many are waiting or this long after
+# the first: one frame per batch instead of one per event, and the prefetch window (512)
+# still bounds what the broker sends ahead.
+ACK_BATCH = 64
+ACK_DELAY_S = 0.02
 
 
 @dataclass(eq=False)
@@ -50,6 +56,10 @@ class OfferHub:
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._connection: AbstractRobustConnection | None = None
+        self._unacked: AbstractIncomingMessage | None = None
+        self._unacked_count = 0
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._acks: set[asyncio.Task[None]] = set()
         self.delivered = 0
 
     async def start(self, connection: AbstractRobustConnection) -> None:
@@ -64,6 +74,9 @@ class OfferHub:
         if self._queue is not None and self._consumer_tag is not None:
             queue, tag = self._queue, self._consumer_tag
             await close_within(lambda: queue.cancel(tag), "offers consumer", connection=self._connection)
+        self._ack_now()
+        if self._acks:
+            await asyncio.wait(set(self._acks), timeout=1.0)
         self._queue = None
 
     def subscribe(self, application_id: str) -> Subscription:
@@ -86,7 +99,7 @@ class OfferHub:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Acked on receipt: delivery to sockets is in memory, and a socket that misses an
         # event replays it from the database. The ack keeps the prefetch window bounded.
-        await message.ack()
+        self._ack_soon(message)
         headers = message.headers or {}
         application_id = headers.get("application_id")
         subscribers = self._subscriptions.get(str(application_id)) if application_id else None
@@ -97,7 +110,34 @@ class OfferHub:
             subscription.deliver(message.message_id or "", message.type or "", text)
         self.delivered += 1
 
+    def _ack_soon(self, message: AbstractIncomingMessage) -> None:
+        self._unacked = message
+        self._unacked_count += 1
+        if self._unacked_count >= ACK_BATCH:
+            self._ack_now()
+        elif self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._ack_now)
+
+    def _ack_now(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        message, self._unacked, self._unacked_count = self._unacked, None, 0
+        if message is not None:
+            task = asyncio.ensure_future(self._ack_up_to(message))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+
+    @staticmethod
+    async def _ack_up_to(message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack(multiple=True)
+        except (ChannelInvalidStateError, AMQPError) as exc:
+            # The channel died with its queue (reconnect); the unacked events went with it.
+            log.info("could not ack offer events", extra={"error": type(exc).__name__})
+
     def _on_reconnect(self, *_: object) -> None:
+        self._unacked, self._unacked_count = None, 0  # their delivery tags died with the old channel
         for subscribers in self._subscriptions.values():
             for subscription in subscribers:
                 subscription.deliver(*RESYNC)
