@@ -73,6 +73,10 @@ async def load_snapshots(applications: list[Application]) -> list[ApplicationSna
     return [ApplicationSnapshot(a, quotes[a.id], offers[a.id]) for a in applications]
 
 
+# What a snapshot reads of the application row: not the payload, which nobody here shows.
+_SNAPSHOT_COLUMNS = ("id", "status", "deadline", "created_at")
+
+
 async def reload_snapshot(application_id: uuid.UUID) -> ApplicationSnapshot | None:
-    application = await Application.get_or_none(id=application_id)
+    application = await Application.filter(id=application_id).only(*_SNAPSHOT_COLUMNS).first()
     return None if application is None else await load_snapshot(application)

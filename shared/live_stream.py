@@ -11,8 +11,6 @@ import asyncio
 import json
 import logging
 import uuid
-import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -34,10 +32,13 @@ class LiveSockets:
     """Every open offers socket of this process, so shutdown can close them with a close frame."""
 
     def __init__(self) -> None:
-        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._sockets: set[web.WebSocketResponse] = set()
 
     def add(self, ws: web.WebSocketResponse) -> None:
         self._sockets.add(ws)
+
+    def discard(self, ws: web.WebSocketResponse) -> None:
+        self._sockets.discard(ws)
 
     def __len__(self) -> int:
         return len(self._sockets)
@@ -65,6 +66,9 @@ async def stream_offers(
     ``heartbeat`` 0 sends no pings. ``idle_timeout`` closes a socket whose client sent no
     frame at all (a pong counts) for that long, with 1008; a frame over
     ``max_message_bytes`` closes it with 1009.
+
+    The handler's own task reads the client; a sender task exists only while there is
+    something to send, so an idle socket holds one task, not two plus a queue.
     """
     key = str(application_id)
     # No await between this check and subscribe(): the count cannot change in between.
@@ -79,23 +83,22 @@ async def stream_offers(
         heartbeat=heartbeat or None, max_msg_size=max_message_bytes, receive_timeout=idle_timeout or None
     )
     subscription = hub.subscribe(key)
+    sender = _Sender(ws, subscription, application_id)
     try:
         await ws.prepare(request)
         sockets.add(ws)
-        reader = asyncio.create_task(_drain_client(ws))
-        writer = asyncio.create_task(_send_events(ws, subscription, application_id))
-        done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.warning("offers socket ended with an error", exc_info=task.exception())
+        sender.wake()  # the snapshot first; events arriving meanwhile wait in the subscription
+        subscription.on_event = sender.wake
+        await _drain_client(ws)
+        await sender.stop()
         if not ws.closed:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"stream ended")
         return ws
     finally:
+        subscription.on_event = None
         hub.unsubscribe(subscription)
+        sockets.discard(ws)
+        await sender.stop()
 
 
 async def _drain_client(ws: web.WebSocketResponse) -> None:
@@ -110,63 +113,93 @@ async def _drain_client(ws: web.WebSocketResponse) -> None:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
 
 
-@dataclass
-class _StreamState:
-    """What one socket has been sent, so nothing is sent twice."""
+class _Sender:
+    """Sends one socket's events: the stored ones first, then live ones, none twice."""
 
-    seen: set[str] = field(default_factory=set)
-    finals_sent: int = 0
-    quotes: int | None = None  # how many final events there will be, known from the first snapshot
+    def __init__(self, ws: web.WebSocketResponse, subscription: Subscription, application_id: uuid.UUID) -> None:
+        self._ws = ws
+        self._subscription = subscription
+        self._application_id = application_id
+        self._task: asyncio.Task[None] | None = None
+        self._snapshot_sent = False
+        self._seen: set[str] = set()
+        self._finals_sent = 0
+        self._quotes: int | None = None  # how many final events there will be, known from the first snapshot
 
-    def has_every_final(self) -> bool:
-        return self.quotes is not None and self.finals_sent >= self.quotes
+    def wake(self) -> None:
+        # A task that returned is done at once (no await after its last check of `pending`),
+        # so an event delivered after that check always finds no running sender and starts one.
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
 
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
-async def _send_events(ws: web.WebSocketResponse, subscription: Subscription, application_id: uuid.UUID) -> None:
-    state = _StreamState()
-    if await _send_snapshot(ws, application_id, state):
-        return
-    while not ws.closed:
-        event_id, event_type, text = await subscription.next()
-        if subscription.overflowed:
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow; reconnect")
-            return
-        if event_type == "complete" and state.has_every_final():
-            await ws.send_str(text)
-            await ws.close(code=WSCloseCode.OK)
-            return
-        if event_type in ("resync", "complete"):
-            # A quote event lost on its way (broker hiccup) must not be skipped by a
-            # `complete` that overtook it: the database has every final event by now.
-            if await _send_snapshot(ws, application_id, state):
+    async def _run(self) -> None:
+        try:
+            if await self._send_everything_pending():
                 return
-            continue
-        if event_id in state.seen:
-            continue
-        state.seen.add(event_id)
-        if event_type in FINAL_EVENT_TYPES:
-            state.finals_sent += 1
-        await ws.send_str(text)
+        except ConnectionResetError:
+            return  # the client left; the reader sees it too
+        except Exception:
+            log.warning("offers socket ended with an error", exc_info=True)
+            await self._ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"stream ended")
 
+    async def _send_everything_pending(self) -> bool:
+        """True when the stream is over (and the socket closed)."""
+        ws, subscription = self._ws, self._subscription
+        if not self._snapshot_sent:
+            self._snapshot_sent = True
+            if await self._send_snapshot():
+                return True
+        while subscription.pending and not ws.closed:
+            if subscription.overflowed:
+                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow; reconnect")
+                return True
+            event_id, event_type, text = subscription.pending.popleft()
+            if event_type == "complete" and self._has_every_final():
+                await ws.send_str(text)
+                await ws.close(code=WSCloseCode.OK)
+                return True
+            if event_type in ("resync", "complete"):
+                # A quote event lost on its way (broker hiccup) must not be skipped by a
+                # `complete` that overtook it: the database has every final event by now.
+                if await self._send_snapshot():
+                    return True
+                continue
+            if event_id in self._seen:
+                continue
+            self._seen.add(event_id)
+            if event_type in FINAL_EVENT_TYPES:
+                self._finals_sent += 1
+            await ws.send_str(text)
+        return ws.closed
 
-async def _send_snapshot(ws: web.WebSocketResponse, application_id: uuid.UUID, state: _StreamState) -> bool:
-    """Send stored events not sent yet; True when the stream is complete (and closed)."""
-    snapshot = await reload_snapshot(application_id)
-    if snapshot is None:
-        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"application not found")
-        return True
-    state.quotes = len(snapshot.quotes)
-    for event in snapshot.events():
-        if event["event_id"] in state.seen:
-            continue
-        state.seen.add(event["event_id"])
-        if event["type"] in FINAL_EVENT_TYPES:
-            state.finals_sent += 1
-        await ws.send_str(_dump(event))
-        if event["type"] == "complete":
-            await ws.close(code=WSCloseCode.OK)
+    def _has_every_final(self) -> bool:
+        return self._quotes is not None and self._finals_sent >= self._quotes
+
+    async def _send_snapshot(self) -> bool:
+        """Send stored events not sent yet; True when the stream is complete (and closed)."""
+        ws = self._ws
+        snapshot = await reload_snapshot(self._application_id)
+        if snapshot is None:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"application not found")
             return True
-    return False
+        self._quotes = len(snapshot.quotes)
+        for event in snapshot.events():
+            if event["event_id"] in self._seen:
+                continue
+            self._seen.add(event["event_id"])
+            if event["type"] in FINAL_EVENT_TYPES:
+                self._finals_sent += 1
+            await ws.send_str(_dump(event))
+            if event["type"] == "complete":
+                await ws.close(code=WSCloseCode.OK)
+                return True
+        return False
 
 
 def _dump(event: dict[str, Any]) -> str:

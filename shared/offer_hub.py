@@ -8,8 +8,9 @@ applications nobody here is watching are dropped without parsing the body.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
@@ -29,25 +30,34 @@ ACK_BATCH = 64
 ACK_DELAY_S = 0.02
 
 
-@dataclass(eq=False)
-class Subscription:
-    application_id: str
-    max_pending: int = 1024
-    queue: asyncio.Queue[tuple[str, str, str]] = field(init=False)
-    overflowed: bool = False
+Event = tuple[str, str, str]  # event id, type, JSON text
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.max_pending)
+
+class Subscription:
+    """One socket's events, buffered until its sender takes them.
+
+    No queue and no waiting task: an idle socket costs only this object. ``on_event`` is
+    called (synchronously) after each delivery, so the owner starts a sender only when
+    there is something to send.
+    """
+
+    __slots__ = ("application_id", "max_pending", "pending", "overflowed", "on_event")
+
+    def __init__(self, application_id: str, max_pending: int = 1024) -> None:
+        self.application_id = application_id
+        self.max_pending = max_pending
+        self.pending: collections.deque[Event] = collections.deque()
+        self.overflowed = False
+        self.on_event: Callable[[], None] | None = None
 
     def deliver(self, event_id: str, event_type: str, text: str) -> None:
-        try:
-            self.queue.put_nowait((event_id, event_type, text))
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.max_pending:
             # A client this far behind is disconnected; it replays from the database on reconnect.
             self.overflowed = True
-
-    async def next(self) -> tuple[str, str, str]:
-        return await self.queue.get()
+        else:
+            self.pending.append((event_id, event_type, text))
+        if self.on_event is not None:
+            self.on_event()
 
 
 class OfferHub:

@@ -19,11 +19,10 @@ def offer_event(application_id: str, n: int) -> dict[str, object]:
     return {"event_id": f"{application_id}:{n}", "type": "quote_final", "application_id": application_id, "n": n}
 
 
-async def drain(subscription: Subscription) -> list[str]:
-    texts = []
-    while not subscription.queue.empty():
-        texts.append((await subscription.next())[0])
-    return texts
+def drain(subscription: Subscription) -> list[str]:
+    ids = [event_id for event_id, _, _ in subscription.pending]
+    subscription.pending.clear()
+    return ids
 
 
 async def test_hub_routes_by_application_and_keeps_consuming_past_the_prefetch_window(
@@ -38,7 +37,14 @@ async def test_hub_routes_by_application_and_keeps_consuming_past_the_prefetch_w
         hub = OfferHub()
         await hub.start(connection)
         subscription = hub.subscribe(watched)
-        subscription.queue = asyncio.Queue()  # unbounded here: the test reads only at the end
+        subscription.max_pending = events  # the test reads only at the end
+        wakes = 0
+
+        def count_wake() -> None:
+            nonlocal wakes
+            wakes += 1
+
+        subscription.on_event = count_wake
         publisher = await ConfirmingPublisher.open(publisher_connection, 10.0)
         publisher.register(await declare_offers_exchange(publisher.channel))
         for n in range(events):
@@ -46,13 +52,14 @@ async def test_hub_routes_by_application_and_keeps_consuming_past_the_prefetch_w
             assert await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(offer_event(application, n)), "")])
 
         wanted = (events + 1) // 2
-        assert await eventually(lambda: _at_least(subscription, wanted), 15), subscription.queue.qsize()
-        received = await drain(subscription)
+        assert await eventually(lambda: _at_least(subscription, wanted), 15), len(subscription.pending)
+        received = drain(subscription)
         assert received == [f"{watched}:{n}" for n in range(0, events, 2)]  # in order, none from the other
+        assert wakes == wanted  # the owner hears of every event it gets, and of no other
         await asyncio.sleep(0.2)  # would-be duplicates have time to arrive
-        assert subscription.queue.empty()
+        assert not subscription.pending
         await hub.stop()
 
 
 async def _at_least(subscription: Subscription, count: int) -> bool:
-    return subscription.queue.qsize() >= count
+    return len(subscription.pending) >= count
