@@ -116,6 +116,17 @@ async def _drain_client(ws: web.WebSocketResponse) -> None:
 class _Sender:
     """Sends one socket's events: the stored ones first, then live ones, none twice."""
 
+    __slots__ = (
+        "_ws",
+        "_subscription",
+        "_application_id",
+        "_task",
+        "_snapshot_sent",
+        "_seen",
+        "_finals_sent",
+        "_quotes",
+    )
+
     def __init__(self, ws: web.WebSocketResponse, subscription: Subscription, application_id: uuid.UUID) -> None:
         self._ws = ws
         self._subscription = subscription
@@ -140,13 +151,16 @@ class _Sender:
 
     async def _run(self) -> None:
         try:
-            if await self._send_everything_pending():
-                return
+            await self._send_everything_pending()
         except ConnectionResetError:
-            return  # the client left; the reader sees it too
+            pass  # the client left; the reader sees it too
         except Exception:
             log.warning("offers socket ended with an error", exc_info=True)
             await self._ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"stream ended")
+        finally:
+            # A finished task keeps its coroutine object: an idle socket should hold neither.
+            if self._task is asyncio.current_task():
+                self._task = None
 
     async def _send_everything_pending(self) -> bool:
         """True when the stream is over (and the socket closed)."""
@@ -159,7 +173,7 @@ class _Sender:
             if subscription.overflowed:
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow; reconnect")
                 return True
-            event_id, event_type, text = subscription.pending.popleft()
+            event_id, event_type, text = subscription.pending.pop(0)
             if event_type == "complete" and self._has_every_final():
                 await ws.send_str(text)
                 await ws.close(code=WSCloseCode.OK)

@@ -8,7 +8,6 @@ applications nobody here is watching are dropped without parsing the body.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from collections.abc import Callable
 
@@ -46,7 +45,9 @@ class Subscription:
     def __init__(self, application_id: str, max_pending: int = 1024) -> None:
         self.application_id = application_id
         self.max_pending = max_pending
-        self.pending: collections.deque[Event] = collections.deque()
+        # A list, not a deque: an empty deque allocates a 64-slot block (760 bytes) per idle
+        # socket, and a socket rarely holds more than the dozen events of one application.
+        self.pending: list[Event] = []
         self.overflowed = False
         self.on_event: Callable[[], None] | None = None
 
