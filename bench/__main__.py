@@ -3,6 +3,8 @@
 Names: raw_broker, raw_db, websockets, ws_memory, overhead, throughput (default: all, in that order).
 Results go to bench/results/bench-<UTC time>.json and bench/results/latest.json.
 Each benchmark makes and removes its own database and vhost and its own processes.
+Overhead and throughput also run the services of an older revision (``--before REV``, default
+BEFORE_REVISION) from a git worktree of it, so before and after come from one run on one machine.
 """
 
 from __future__ import annotations
@@ -12,45 +14,54 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
 from bench import overhead, raw_broker, raw_db, throughput, websockets, ws_memory
 from bench.infra import POSTGRES_URL
 from bench.machine import describe
+from bench.revisions import UnknownRevision, describe_revision, full_sha, source_tree
 from bench.system import RESULTS_DIR, raise_fd_limit, wait_for_quiet_machine
 
-FULL: dict[str, Any] = {
-    "raw_broker": lambda: raw_broker.run(20_000),
-    "raw_db": lambda: raw_db.run(10_000),
-    "websockets": lambda: websockets.run(10_000, 2_000),
-    "ws_memory": lambda: ws_memory.run(500),
-    "overhead": lambda: _overhead(),
-    "throughput": lambda: _throughput(10.0, throughput.RATES),
+# "Before": the last commit before any performance work ("bench: ruff clean (lint and format)").
+# Its services run as they were, from a git worktree, against today's schema, broker and venv.
+BEFORE_REVISION = "0c36de7"
+
+# Each benchmark, given the before revision (only overhead and throughput use it).
+Benchmark = Callable[[str], Coroutine[Any, Any, dict[str, Any]]]
+FULL: dict[str, Benchmark] = {
+    "raw_broker": lambda _: raw_broker.run(20_000),
+    "raw_db": lambda _: raw_db.run(10_000),
+    "websockets": lambda _: websockets.run(10_000, 2_000),
+    "ws_memory": lambda _: ws_memory.run(500),
+    "overhead": lambda before: _overhead(before),
+    "throughput": lambda before: _throughput(before, 10.0, throughput.RATES),
 }
-QUICK: dict[str, Any] = {
-    "raw_broker": lambda: raw_broker.run(5_000),
-    "raw_db": lambda: raw_db.run(2_000),
-    "websockets": lambda: websockets.run(2_000, 300),
-    "ws_memory": lambda: ws_memory.run(200),
-    "overhead": lambda: _overhead(duration=8.0),
-    "throughput": lambda: _throughput(6.0, (5.0, 10.0, 20.0)),
+QUICK: dict[str, Benchmark] = {
+    "raw_broker": lambda _: raw_broker.run(5_000),
+    "raw_db": lambda _: raw_db.run(2_000),
+    "websockets": lambda _: websockets.run(2_000, 300),
+    "ws_memory": lambda _: ws_memory.run(200),
+    "overhead": lambda before: _overhead(before, duration=8.0),
+    "throughput": lambda before: _throughput(before, 6.0, (5.0, 10.0, 20.0)),
 }
 
 
-async def _throughput(step_s: float, rates: tuple[float, ...]) -> dict[str, Any]:
-    """The workers before the hot-path rewrite (bench/baseline.py), then as they are: before/after in one run."""
+async def _throughput(before: str, step_s: float, rates: tuple[float, ...]) -> dict[str, Any]:
+    """The working tree, then every service of the before revision: before/after in one run."""
     today = await throughput.run(step_s, rates)
-    today["baseline_workers"] = await throughput.run(step_s, rates, worker_module="bench.baseline_worker")
+    today["before"] = await throughput.run(step_s, rates, source=source_tree(before))
     return today
 
 
-async def _overhead(duration: float = 20.0) -> dict[str, Any]:
-    """At the issue's 50 applications/s, and at a low rate that shows the overhead without queueing."""
+async def _overhead(before: str, duration: float = 20.0) -> dict[str, Any]:
+    """At the issue's 50 applications/s, and at a low rate that shows the overhead without queueing;
+    the low rate again with the before revision's services."""
     return {
         "at_50_per_s": await overhead.run(50.0, duration),
         "at_5_per_s": await overhead.run(5.0, duration),
-        "at_5_per_s_baseline_workers": await overhead.run(5.0, duration, worker_module="bench.baseline_worker"),
+        "at_5_per_s_before": await overhead.run(5.0, duration, source=source_tree(before)),
     }
 
 
@@ -78,7 +89,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     ratio = f"{best / publish:.3f}" if publish and best is not None else None
     o50 = _get(results, "overhead", "at_50_per_s", "load")
     o5 = _get(results, "overhead", "at_5_per_s", "load")
-    o5p = _get(results, "overhead", "at_5_per_s_baseline_workers", "load")
+    o5b = _get(results, "overhead", "at_5_per_s_before", "load")
+    # The sha each before-run recorded itself; the requested one when that run failed.
+    requested = _get(results, "before", "revision")
+    o5b_sha = _get(results, "overhead", "at_5_per_s_before", "code", "revision") or requested
+    throughput_before_sha = _get(results, "throughput", "before", "code", "revision") or requested
 
     def fmt(s: Any) -> str | None:
         if not s or not s.get("count"):
@@ -96,13 +111,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ),
         ("postgres: single-row insert (asyncpg), rows/s", _db(results, "asyncpg_insert_quote"), "7 k"),
         ("postgres: single-row insert (Tortoise), rows/s", _db(results, "tortoise_insert_quote"), "5 k"),
-        ("postgres: aggregator create txn (Tortoise), apps/s", _db(results, "tortoise_create_application"), ""),
-        ("postgres: worker DB path today (contended), quotes/s", _db(results, "worker_db_path_today (contended)"), ""),
         (
-            "postgres: worker DB path before the rewrite (contended), quotes/s",
-            _db(results, "worker_db_path_before (contended)"),
+            "postgres: aggregator store_application (one statement), apps/s",
+            _db(results, "aggregator_store_application"),
             "",
         ),
+        ("postgres: worker DB path today (contended), quotes/s", _db(results, "worker_db_path_today (contended)"), ""),
         (
             "aiohttp bare: WS messages/s, one process",
             _get(results, "websockets", "raw_aiohttp", "messages_per_s"),
@@ -144,7 +158,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ),
         ("overhead @5/s: first offer p50/p95/p99 ms", fmt(_get(o5, "overhead_first_offer_ms")), ""),
         ("overhead @5/s: complete p50/p95/p99 ms", fmt(_get(o5, "overhead_complete_ms")), ""),
-        ("overhead @5/s, before the rewrite: complete p50/p95/p99 ms", fmt(_get(o5p, "overhead_complete_ms")), ""),
+        (f"overhead @5/s, before ({o5b_sha}): complete p50/p95/p99 ms", fmt(_get(o5b, "overhead_complete_ms")), ""),
         (
             "throughput: max sustained applications/s (10 insurers)",
             _get(results, "throughput", "max_sustained_applications_per_s"),
@@ -152,8 +166,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ),
         ("throughput: quotes/s ÷ raw confirmed publish", ratio, "≥ 0.2"),
         (
-            "throughput, before the rewrite: max applications/s",
-            _get(results, "throughput", "baseline_workers", "max_sustained_applications_per_s"),
+            f"throughput, before ({throughput_before_sha}): max applications/s",
+            _get(results, "throughput", "before", "max_sustained_applications_per_s"),
             "",
         ),
     ]
@@ -176,12 +190,14 @@ def print_table(results: dict[str, Any]) -> None:
     )
 
 
-async def main_async(names: list[str], quick: bool) -> dict[str, Any]:
+async def main_async(names: list[str], quick: bool, before: str) -> dict[str, Any]:
     raise_fd_limit()
     results: dict[str, Any] = {
         "machine": await describe(POSTGRES_URL),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
+        # The code overhead's and throughput's "before" figures ran (the working tree is "after").
+        "before": describe_revision(before),
         "background_busy_before": {},
         "seconds": {},
     }
@@ -191,7 +207,8 @@ async def main_async(names: list[str], quick: bool) -> dict[str, Any]:
         started = time.monotonic()
         # Each benchmark in a process of its own: no ORM or loop state carried from one to the next.
         out = RESULTS_DIR / f".{name}.json"
-        argv = [sys.executable, "-m", "bench", "--one", name, "--output", str(out), *(["--quick"] if quick else [])]
+        argv = [sys.executable, "-m", "bench", "--one", name, "--output", str(out), "--before", before]
+        argv += ["--quick"] if quick else []
         process = await asyncio.create_subprocess_exec(*argv)
         code = await process.wait()
         if code == 0 and out.exists():
@@ -211,12 +228,23 @@ def main() -> None:
     parser.add_argument("names", nargs="*", default=[], metavar="NAME", help=", ".join(FULL))
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter steps (a smoke run)")
     parser.add_argument("--output", default=None, help="JSON path (default bench/results/bench-<time>.json)")
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        default=BEFORE_REVISION,
+        help=f"the revision whose services give the before figures (default {BEFORE_REVISION})",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    try:
+        # An unknown revision fails here at once, not after minutes of other benchmarks.
+        full_sha(args.before)
+    except UnknownRevision as exc:
+        parser.error(str(exc))
     if args.one:
         raise_fd_limit()
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        result = asyncio.run((QUICK if args.quick else FULL)[args.one]())
+        result = asyncio.run((QUICK if args.quick else FULL)[args.one](args.before))
         with open(args.output, "w") as out:
             json.dump(result, out, ensure_ascii=False)
         return
@@ -224,7 +252,7 @@ def main() -> None:
     unknown = [n for n in names if n not in FULL]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(FULL)}")
-    results = asyncio.run(main_async(names, args.quick))
+    results = asyncio.run(main_async(names, args.quick, args.before))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.output or str(RESULTS_DIR / f"bench-{stamp}.json")

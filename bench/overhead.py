@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from bench.checks import database_outcome
 from bench.infra import private_infrastructure
 from bench.loadgen import LoadConfig, run_load
+from bench.revisions import UnknownRevision, describe_source, source_tree
 from bench.system import CpuMeter, own_pid, raise_fd_limit, start_system, stop_system
 
 LATENCY_MS = 200
@@ -31,11 +33,12 @@ def pids_of(system: Any) -> dict[str, list[int]]:
 
 
 async def run(
-    rate: float = 50.0, duration: float = 30.0, latency_ms: int = LATENCY_MS, worker_module: str = "quote_workers"
+    rate: float = 50.0, duration: float = 30.0, latency_ms: int = LATENCY_MS, source: Path | None = None
 ) -> dict[str, Any]:
+    """``source``: the services of an older revision (``bench.revisions.source_tree``); None: this tree."""
     raise_fd_limit()
     async with private_infrastructure("overhead") as infra:
-        system = await start_system(infra, worker_module=worker_module)
+        system = await start_system(infra, source=source)
         try:
             await system.set_behaviour({"mode": "ok", "latency_ms": [latency_ms, latency_ms]})
             # Warm-up: connection pools, prepared statements, lazily built state.
@@ -48,7 +51,7 @@ async def run(
             outcome = await database_outcome(infra.database_url)
         finally:
             await stop_system(system)
-    return {"workers": worker_module, "load": load.result(), "cpu": cpu, "database": outcome}
+    return {"code": describe_source(source), "load": load.result(), "cpu": cpu, "database": outcome}
 
 
 def main() -> None:
@@ -57,11 +60,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--latency-ms", type=int, default=LATENCY_MS)
     parser.add_argument(
-        "--baseline", action="store_true", help="workers with the pre-rewrite DB path (bench/baseline.py)"
+        "--before", metavar="REV", default=None, help="run the services of that revision (a git worktree of it)"
     )
     args = parser.parse_args()
-    module = "bench.baseline_worker" if args.baseline else "quote_workers"
-    print(json.dumps(asyncio.run(run(args.rate, args.duration, args.latency_ms, module)), indent=2, ensure_ascii=False))
+    try:
+        source = None if args.before is None else source_tree(args.before)
+    except UnknownRevision as exc:
+        parser.error(str(exc))
+    result = asyncio.run(run(args.rate, args.duration, args.latency_ms, source))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

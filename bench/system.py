@@ -35,9 +35,16 @@ class Service(ServiceProcess):
 
 
 def python_service(
-    name: str, module: str, env: dict[str, str], port: int | None = None, *, ready_line: bytes | None = None
+    name: str,
+    module: str,
+    env: dict[str, str],
+    port: int | None = None,
+    *,
+    ready_line: bytes | None = None,
+    source: Path | None = None,
 ) -> Service:
-    return Service(name, module, env, port, ready_marker=ready_line, log_dir=LOG_DIR)
+    """``source``: the tree the module is imported from (an older revision's worktree); None: this one."""
+    return Service(name, module, env, port, ready_marker=ready_line, log_dir=LOG_DIR, cwd=source)
 
 
 @dataclass
@@ -91,22 +98,27 @@ async def start_system(
     workers: int = 2,
     cores: int = 2,
     with_workers: bool = True,
-    worker_module: str = "quote_workers",
     core_module: str = "core_app",
+    source: Path | None = None,
     **extra_env: str,
 ) -> System:
+    """``source``: every service runs from that tree (``bench.revisions.source_tree``), so "before"
+    is the whole system of an older revision, not one function of it patched into today's."""
     sandbox_port, aggregator_port = free_port(), free_port()
     core_ports = [free_port() for _ in range(cores)]
     env = system_env(infra, sandbox_port, aggregator_port, core_ports, **extra_env)
     system = System(
         infra,
-        sandbox=python_service("sandbox", "quote_workers.sandbox", env, sandbox_port),
-        aggregator=python_service("aggregator", "aggregator_api", env, aggregator_port),
+        sandbox=python_service("sandbox", "quote_workers.sandbox", env, sandbox_port, source=source),
+        aggregator=python_service("aggregator", "aggregator_api", env, aggregator_port, source=source),
         workers=[
-            python_service(f"worker{n}", worker_module, env, ready_line=b"worker consuming")
+            python_service(f"worker{n}", "quote_workers", env, ready_line=b"worker consuming", source=source)
             for n in range(1, (workers if with_workers else 0) + 1)
         ],
-        cores=[python_service(f"core{n}", core_module, env, port) for n, port in enumerate(core_ports, start=1)],
+        cores=[
+            python_service(f"core{n}", core_module, env, port, source=source)
+            for n, port in enumerate(core_ports, start=1)
+        ],
     )
     try:
         # The aggregator declares the topology, so it is up before the workers consume.
@@ -237,6 +249,8 @@ def _short(frame: str) -> str:
     if not match:
         return frame
     path = match.group("file")
+    if "/bench/results/revisions/" in path:  # an older revision's worktree (bench/revisions.py): from its root on
+        path = path.split("/bench/results/revisions/", 1)[1].partition("/")[2]
     for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]

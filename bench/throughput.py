@@ -16,12 +16,14 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.checks import database_outcome
 from bench.infra import private_infrastructure
 from bench.loadgen import LoadConfig, run_load
 from bench.overhead import pids_of
+from bench.revisions import UnknownRevision, describe_source, source_tree
 from bench.system import CpuMeter, finish_profile, raise_fd_limit, start_profile, start_system, stop_system
 
 LATENCY_MS = 200
@@ -58,14 +60,15 @@ async def run(
     step_s: float = 12.0,
     rates: tuple[float, ...] = RATES,
     latency_ms: int = LATENCY_MS,
-    worker_module: str = "quote_workers",
+    source: Path | None = None,
 ) -> dict[str, Any]:
+    """``source``: the services of an older revision (``bench.revisions.source_tree``); None: this tree."""
     raise_fd_limit()
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     profiles: dict[str, Any] = {}
     async with private_infrastructure("throughput") as infra:
-        system = await start_system(infra, worker_module=worker_module)
+        system = await start_system(infra, source=source)
         try:
             await system.set_behaviour({"mode": "ok", "latency_ms": [latency_ms, latency_ms]})
             await run_load(LoadConfig(system.core_urls, 10, 3, latency_ms, label="warm-up", client_timeout_s=90))
@@ -103,7 +106,7 @@ async def run(
         finally:
             await stop_system(system)
     return {
-        "workers": worker_module,
+        "code": describe_source(source),
         "sandbox_latency_ms": latency_ms,
         "insurers_per_application": 10,
         "step_s": step_s,
@@ -121,12 +124,15 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=12.0)
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
     parser.add_argument(
-        "--baseline", action="store_true", help="workers with the pre-rewrite DB path (bench/baseline.py)"
+        "--before", metavar="REV", default=None, help="run the services of that revision (a git worktree of it)"
     )
     args = parser.parse_args()
     rates = tuple(float(r) for r in args.rates.split(","))
-    module = "bench.baseline_worker" if args.baseline else "quote_workers"
-    print(json.dumps(asyncio.run(run(args.step_s, rates, worker_module=module)), indent=2, ensure_ascii=False))
+    try:
+        source = None if args.before is None else source_tree(args.before)
+    except UnknownRevision as exc:
+        parser.error(str(exc))
+    print(json.dumps(asyncio.run(run(args.step_s, rates, source=source)), indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

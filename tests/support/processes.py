@@ -44,6 +44,8 @@ class ServiceProcess:
     # Command-line arguments after ``python -m module``, and where the log goes.
     args: tuple[str, ...] = ()
     log_dir: Path = LOG_DIR
+    # Another source tree to run the module from (an older revision's git worktree); None: this one.
+    cwd: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _log_offset: int = field(default=0, init=False)
 
@@ -68,9 +70,14 @@ class ServiceProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         if self.port is not None:
             env["OSAGO_PORT"] = str(self.port)
+        if self.cwd is not None:
+            # ``python -m`` puts the working directory first on sys.path and PYTHONPATH next, both
+            # ahead of the venv's editable install of this tree, so the child imports the other
+            # tree's packages (PYTHONPATH also covers modules that change directory or spawn).
+            env["PYTHONPATH"] = str(self.cwd)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             argv = [sys.executable, "-m", self.module, *self.args]
-            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdout=log, stderr=log)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until /readyz answers 200 (HTTP services) or the log says it is consuming (workers)."""
