@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from shared.amqp import ConfirmingPublisher
 from shared.messages import MalformedJob, QuoteJob
 from shared.models import Quote, QuoteStatus
-from shared.outcomes import StatusOutcome, finalize_quote, publish_outcome
+from shared.outcomes import FinalizeRequest, StatusOutcome, finalize_quote, finalize_quotes, publish_outcome
 from shared.timefmt import utc_now
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:
         .limit(SWEEP_BATCH)
         .values_list("id", flat=True)
     ]
-    results = [await finalize_quote(quote_id, NO_OUTCOME) for quote_id in overdue]
+    results = await finalize_quotes([FinalizeRequest(quote_id, NO_OUTCOME) for quote_id in overdue])
     recorded = [result for result in results if result.recorded]
     # Published together: one slow confirm must not hold back the rest of the batch.
     await asyncio.gather(*(publish_outcome(publisher, result) for result in recorded), return_exceptions=True)

@@ -20,13 +20,14 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from quote_workers.adapters.base import QuoteRequest
+from quote_workers.finalizer import OutcomeWriter
 from quote_workers.resilience import GuardedInsurer
 from shared.amqp import ConfirmingPublisher, close_within
 from shared.event_marks import PublishedMarks
 from shared.messages import MalformedJob, QuoteJob
 from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
 from shared.models import Quote, QuoteStatus
-from shared.outcomes import Outcome, StatusOutcome, finalize_quote, publish_outcome
+from shared.outcomes import FinalizeRequest, Outcome, StatusOutcome, publish_outcome
 from shared.topology import declare_job_queues
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class QuoteWorker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failpoint = failpoint
         self._marks = PublishedMarks()
+        self._outcomes = OutcomeWriter()
         # The jobs of one application arrive together: its payload is read once, not ten times.
         self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._connection: AbstractRobustConnection | None = None
@@ -96,6 +98,7 @@ class QuoteWorker:
             for task in still_running:
                 task.cancel()
             await asyncio.gather(*still_running, return_exceptions=True)
+        await self._outcomes.close()
         await self._marks.close()
         if self._channel is not None and not self._channel.is_closed:
             await close_within(self._channel.close, "worker channel", connection=self._connection)
@@ -155,7 +158,7 @@ class QuoteWorker:
         self._crash_if("after_insurer")
 
         try:
-            finalized = await finalize_quote(quote_id, outcome, attempts=attempts, last_error=last_error)
+            finalized = await self._outcomes.finalize(FinalizeRequest(quote_id, outcome, attempts, last_error))
             self._crash_if("after_db")
             published = await publish_outcome(self._publisher, finalized, self._marks)
             self._crash_if("after_publish")

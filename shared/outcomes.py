@@ -64,78 +64,153 @@ def to_kopecks(premium: Decimal) -> int:
     return int((premium * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-# One statement, so one round trip and no transaction around it (the hot path of every
-# worker; the ORM took six round trips): end the quote if still pending, store the offer,
-# and count it off the application. The counter's UPDATE waits for the application row's
-# lock and then reads its latest committed value, so of two quotes finishing at once
-# exactly one sees the count reach zero and completes the application.
+@dataclass(frozen=True, slots=True)
+class FinalizeRequest:
+    quote_id: uuid.UUID
+    outcome: Outcome
+    attempts: int | None = None
+    last_error: str | None = None
+
+
+# One statement for any number of quotes, so one round trip and no transaction around it
+# (the hot path of every worker; the ORM took six round trips per quote): end each quote
+# still pending, store the offers, and count them off their applications.
+#
+# `locked` takes the application rows first, in id order, so two batches touching the same
+# applications queue instead of deadlocking; `count(*)` makes it run to the end before
+# anything else. The counter's UPDATE then reads each row's latest committed value, so of
+# two quotes finishing at once exactly one sees the count reach zero and completes it.
 _FINALIZE = """
-WITH ended AS (
-    UPDATE quote
-    SET status = $2::varchar, reason = $3, finished_at = $4,
-        attempts = coalesce($5, attempts), last_error = coalesce($6, last_error)
-    WHERE id = $1 AND status = 'pending'
-    RETURNING application_id, insurer_code, insurer_name
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::text[], $4::int[], $5::text[], $6::uuid[],
+                         $7::bigint[], $8::jsonb[], $9::varchar[], $10::timestamptz[])
+        AS i(quote_id, status, reason, attempts, last_error, offer_id, premium_kopecks, coefficients,
+             insurer_reference, valid_until)
+), locked AS (
+    SELECT a.id FROM application a
+    WHERE a.id IN (SELECT q.application_id FROM quote q WHERE q.id = ANY($1::uuid[]))
+    ORDER BY a.id FOR UPDATE
+), ended AS (
+    UPDATE quote q
+    SET status = i.status, reason = i.reason, finished_at = $11,
+        attempts = coalesce(i.attempts, q.attempts), last_error = coalesce(i.last_error, q.last_error)
+    FROM input i
+    WHERE q.id = i.quote_id AND q.status = 'pending' AND (SELECT count(*) FROM locked) >= 0
+    RETURNING q.id, q.application_id, q.insurer_code, q.insurer_name
 ), offer AS (
     INSERT INTO offer (id, quote_id, application_id, insurer_code, premium_kopecks, coefficients,
                        insurer_reference, valid_until, created_at)
-    SELECT $7, $1, ended.application_id, ended.insurer_code, $8, $9::jsonb, $10, $11, $4
-    FROM ended WHERE $2::varchar = 'offered'
+    SELECT i.offer_id, e.id, e.application_id, e.insurer_code, i.premium_kopecks, i.coefficients,
+           i.insurer_reference, i.valid_until, $11
+    FROM ended e JOIN input i ON i.quote_id = e.id
+    WHERE i.status = 'offered'
 ), counted AS (
     UPDATE application a
-    SET pending_quotes = a.pending_quotes - 1,
-        status = CASE WHEN a.pending_quotes = 1 THEN 'complete' ELSE a.status END,
-        completed_at = CASE WHEN a.pending_quotes = 1 THEN $4 ELSE a.completed_at END
-    FROM ended WHERE a.id = ended.application_id
-    RETURNING a.pending_quotes
+    SET pending_quotes = a.pending_quotes - e.n,
+        status = CASE WHEN a.pending_quotes = e.n THEN 'complete' ELSE a.status END,
+        completed_at = CASE WHEN a.pending_quotes = e.n THEN $11 ELSE a.completed_at END
+    FROM (SELECT application_id, count(*) AS n FROM ended GROUP BY application_id) e
+    WHERE a.id = e.application_id
+    RETURNING a.id, a.pending_quotes
 )
-SELECT ended.application_id, ended.insurer_code, ended.insurer_name,
-       coalesce((SELECT pending_quotes = 0 FROM counted), false) AS completed
-FROM ended
+SELECT e.id, e.application_id, e.insurer_code, e.insurer_name,
+       coalesce(c.pending_quotes = 0, false) AS completed
+FROM ended e LEFT JOIN counted c ON c.id = e.application_id
 """
+
+_STATUSES_OF = "SELECT application_id, status FROM quote WHERE application_id = ANY($1::uuid[]) ORDER BY insurer_code"
 
 
 async def finalize_quote(
     quote_id: uuid.UUID, outcome: Outcome, *, attempts: int | None = None, last_error: str | None = None
 ) -> FinalizeResult:
-    status = QuoteStatus.OFFERED if isinstance(outcome, OfferOutcome) else outcome.status
-    reason = None if isinstance(outcome, OfferOutcome) else outcome.reason
+    return (await finalize_quotes([FinalizeRequest(quote_id, outcome, attempts, last_error)]))[0]
+
+
+async def finalize_quotes(requests: list[FinalizeRequest]) -> list[FinalizeResult]:
+    """Record the outcomes in one statement; one result per request, in order.
+
+    A quote named twice is recorded once, from its first request; the other gets
+    ``recorded=False``, as any later attempt does.
+    """
+    if not requests:
+        return []
+    firsts: dict[uuid.UUID, FinalizeRequest] = {}
+    for request in requests:
+        firsts.setdefault(request.quote_id, request)
+    unique = list(firsts.values())
     now = utc_now()
-    offer_id = uuid.uuid4()
+    offer_ids = {r.quote_id: uuid.uuid4() for r in unique}
+    offers_in = [r.outcome if isinstance(r.outcome, OfferOutcome) else None for r in unique]
     connection = Tortoise.get_connection("default")
     _, rows = await connection.execute_query(
         _FINALIZE,
         [
-            quote_id,
-            status.value,
-            reason,
+            [r.quote_id for r in unique],
+            [_status_of(r.outcome).value for r in unique],
+            [None if isinstance(r.outcome, OfferOutcome) else r.outcome.reason for r in unique],
+            [r.attempts for r in unique],
+            [None if r.last_error is None else r.last_error[:500] for r in unique],
+            [offer_ids[r.quote_id] for r in unique],
+            [None if o is None else to_kopecks(o.premium) for o in offers_in],
+            [None if o is None else json.dumps(o.coefficients) for o in offers_in],
+            [None if o is None else o.insurer_reference for o in offers_in],
+            [None if o is None else o.valid_until for o in offers_in],
             now,
-            attempts,
-            None if last_error is None else last_error[:500],
-            offer_id,
-            to_kopecks(outcome.premium) if isinstance(outcome, OfferOutcome) else None,
-            json.dumps(outcome.coefficients) if isinstance(outcome, OfferOutcome) else None,
-            outcome.insurer_reference if isinstance(outcome, OfferOutcome) else None,
-            outcome.valid_until if isinstance(outcome, OfferOutcome) else None,
         ],
     )
-    if not rows:
-        return FinalizeResult(recorded=False, quote_id=quote_id, application_id=None)
-    row = rows[0]
+    ended = {row["id"]: row for row in rows}
+    # Every ended quote of a completed application reads `completed`; one of them carries the event.
+    completing: dict[uuid.UUID, uuid.UUID] = {}
+    for row in rows:
+        if row["completed"]:
+            completing.setdefault(row["application_id"], row["id"])
+    completed = list(completing)
+    statuses: dict[uuid.UUID, list[QuoteStatus]] = {application_id: [] for application_id in completed}
+    if completed:
+        # Whoever took a count to zero committed after every other quote: all are final now.
+        _, status_rows = await connection.execute_query(_STATUSES_OF, [completed])
+        for status_row in status_rows:
+            statuses[status_row["application_id"]].append(QuoteStatus(status_row["status"]))
+
+    results: list[FinalizeResult] = []
+    for request in requests:
+        ended_row = ended.get(request.quote_id)
+        if ended_row is None or firsts[request.quote_id] is not request:
+            results.append(FinalizeResult(recorded=False, quote_id=request.quote_id, application_id=None))
+            continue
+        completes = completing.get(ended_row["application_id"]) == request.quote_id
+        results.append(_recorded(request, ended_row, offer_ids[request.quote_id], now, statuses if completes else None))
+    return results
+
+
+def _status_of(outcome: Outcome) -> QuoteStatus:
+    return QuoteStatus.OFFERED if isinstance(outcome, OfferOutcome) else outcome.status
+
+
+def _recorded(
+    request: FinalizeRequest,
+    row: dict[str, Any],
+    offer_id: uuid.UUID,
+    now: datetime,
+    statuses: dict[uuid.UUID, list[QuoteStatus]] | None,
+) -> FinalizeResult:
+    """The result of a recorded request; ``statuses`` is given to the one that completed its application."""
+    outcome = request.outcome
     application_id: uuid.UUID = row["application_id"]
     quote = Quote(
-        id=quote_id,
+        id=request.quote_id,
         application_id=application_id,
         insurer_code=row["insurer_code"],
         insurer_name=row["insurer_name"],
-        status=status,
-        reason=reason,
+        status=_status_of(outcome),
+        reason=None if isinstance(outcome, OfferOutcome) else outcome.reason,
         finished_at=now,
     )
     offer = (
         Offer(
             id=offer_id,
-            quote_id=quote_id,
+            quote_id=request.quote_id,
             application_id=application_id,
             insurer_code=row["insurer_code"],
             premium_kopecks=to_kopecks(outcome.premium),
@@ -147,12 +222,14 @@ async def finalize_quote(
         else None
     )
     result = FinalizeResult(
-        recorded=True, quote_id=quote_id, application_id=application_id, events=[quote_final_event(quote, offer)]
+        recorded=True,
+        quote_id=request.quote_id,
+        application_id=application_id,
+        events=[quote_final_event(quote, offer)],
     )
-    if row["completed"]:
-        # Whoever took the count to zero committed after every other quote: all are final now.
+    if statuses is not None:
         result.completed = True
-        result.events.append(complete_event(application_id, await quote_statuses(application_id)))
+        result.events.append(complete_event(application_id, statuses[application_id]))
     return result
 
 
