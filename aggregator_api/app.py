@@ -10,10 +10,11 @@ from aiohttp import web
 from aggregator_api.applications import routes
 from aggregator_api.deadlines import DeadJobConsumer, sweep_once
 from aggregator_api.outbox import relay_once
-from aggregator_api.typedefs import AMQP, INSURERS, JOB_MARKS, PUBLISHER, SETTINGS
+from aggregator_api.typedefs import AMQP, INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
 from shared import insurers as insurer_catalogue
 from shared.access import bearer_token
 from shared.amqp import ConfirmingPublisher, close_within
+from shared.background_tasks import BackgroundTasks
 from shared.event_marks import PublishedJobMarks
 from shared.http_api import ApiError, Handler
 from shared.periodic import background
@@ -49,7 +50,9 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher.register(await declare_offers_exchange(publisher.channel))
     app[PUBLISHER] = publisher
     app[JOB_MARKS] = PublishedJobMarks()
+    app[JOB_PUBLISHES] = BackgroundTasks("job publishes")
     yield
+    await app[JOB_PUBLISHES].wait(timeout_s=settings.publish_timeout_s + 1)
     await app[JOB_MARKS].close()
     await close_within(publisher.channel.close, "publisher channel", connection=app[AMQP])
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 
-from aggregator_api.typedefs import INSURERS, JOB_MARKS, PUBLISHER, SETTINGS
+from aggregator_api.typedefs import INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
 from shared.access import readable_application_id
 from shared.access_tokens import issue_access_token
 from shared.amqp import ConfirmingPublisher
@@ -151,7 +151,12 @@ async def create_application(request: web.Request) -> web.Response:
             raise
         return await replay(existing, body_fingerprint, settings.token_secret)
 
-    await publish_jobs(request.app[PUBLISHER], request.app[JOB_MARKS], application_id, deadline, quotes)
+    # The 201 does not wait for the broker's confirms (a quorum queue confirms after its disk
+    # write): the application is committed, and the outbox relay publishes any job this
+    # background publish does not get confirmed, crash included.
+    request.app[JOB_PUBLISHES].start(
+        publish_jobs(request.app[PUBLISHER], request.app[JOB_MARKS], application_id, deadline, quotes)
+    )
     log.info("application accepted", extra={"application_id": str(application_id), "quotes": len(quotes)})
     body = creation_body(application_id, deadline, [(i.code, i.name) for i in insurers], settings.token_secret)
     return json_response(body, status=201, headers={"Location": body["links"]["self"]})
