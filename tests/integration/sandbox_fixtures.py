@@ -60,18 +60,30 @@ def start_date(days_ahead: int = 7) -> str:
 # API.md's sample application (as stored: normalised, dates "YYYY-MM-DD"), starting next week.
 _SAMPLE: dict[str, Any] = {
     "vehicle": {
-        "category": "B", "make": "Toyota", "model": "Camry", "year": 2019, "power_hp": 181,
-        "vin": "XW7BF4FK60S123456", "plate": "А123ВС777", "purpose": "personal",
+        "category": "B",
+        "make": "Toyota",
+        "model": "Camry",
+        "year": 2019,
+        "power_hp": 181,
+        "vin": "XW7BF4FK60S123456",
+        "plate": "А123ВС777",
+        "purpose": "personal",
         "document": {"type": "sts", "series": "77ХХ", "number": "123456", "issued": "2019-05-01"},
     },
     "owner": {
-        "last_name": "Иванов", "first_name": "Иван", "middle_name": "Иванович", "birth_date": "1985-03-14",
+        "last_name": "Иванов",
+        "first_name": "Иван",
+        "middle_name": "Иванович",
+        "birth_date": "1985-03-14",
         "passport": {"series": "4510", "number": "123456", "issued": "2015-04-01"},
         "registration": {"region_code": "77", "city": "Москва"},
     },
     "drivers": [
         {
-            "last_name": "Иванов", "first_name": "Иван", "middle_name": "Иванович", "birth_date": "1985-03-14",
+            "last_name": "Иванов",
+            "first_name": "Иван",
+            "middle_name": "Иванович",
+            "birth_date": "1985-03-14",
             "license": {"series": "7701", "number": "123456", "issued": "2005-06-01"},
             "experience_since": "2005-06-01",
         }

@@ -37,14 +37,15 @@ FAST = [0, 0]
 HANG_TIMEOUT_S = 0.5
 
 
-def quote_request(code: str, quote_id: str = "6f1c2c52-0000-4000-8000-000000000001",
-                  **changes: Any) -> QuoteRequest:
-    return QuoteRequest(quote_id=quote_id, application_id="app-1", insurer_code=code,
-                        application=sample_application(**changes))
+def quote_request(code: str, quote_id: str = "6f1c2c52-0000-4000-8000-000000000001", **changes: Any) -> QuoteRequest:
+    return QuoteRequest(
+        quote_id=quote_id, application_id="app-1", insurer_code=code, application=sample_application(**changes)
+    )
 
 
-async def ask(http: aiohttp.ClientSession, base: str, code: str, request: QuoteRequest | None = None,
-              timeout: float = 5.0) -> InsurerOffer | InsurerDeclined:
+async def ask(
+    http: aiohttp.ClientSession, base: str, code: str, request: QuoteRequest | None = None, timeout: float = 5.0
+) -> InsurerOffer | InsurerDeclined:
     adapter = build_adapter(BY_CODE[code], http, base)
     return await adapter.request_quote(request or quote_request(code), timeout=timeout)
 
@@ -68,8 +69,9 @@ async def test_offer(http: aiohttp.ClientSession, sandbox_url: str, code: str) -
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
-async def test_idempotent_repeat_keeps_reference_and_price(http: aiohttp.ClientSession, sandbox_url: str,
-                                                           code: str) -> None:
+async def test_idempotent_repeat_keeps_reference_and_price(
+    http: aiohttp.ClientSession, sandbox_url: str, code: str
+) -> None:
     await set_behaviour(http, sandbox_url, code, latency_ms=FAST)
     first = await ask(http, sandbox_url, code, quote_request(code, "q-same"))
     again = await ask(http, sandbox_url, code, quote_request(code, "q-same"))
@@ -87,8 +89,9 @@ async def test_idempotent_repeat_keeps_reference_and_price(http: aiohttp.ClientS
         ("ural", {"vehicle__year": 2000}, "старше 20"),
     ],
 )
-async def test_declined_by_underwriting_rules(http: aiohttp.ClientSession, sandbox_url: str, code: str,
-                                              changes: dict[str, Any], reason_part: str) -> None:
+async def test_declined_by_underwriting_rules(
+    http: aiohttp.ClientSession, sandbox_url: str, code: str, changes: dict[str, Any], reason_part: str
+) -> None:
     await set_behaviour(http, sandbox_url, code, latency_ms=FAST)
     outcome = await ask(http, sandbox_url, code, quote_request(code, **changes))
     assert isinstance(outcome, InsurerDeclined) and reason_part in outcome.reason
@@ -111,8 +114,7 @@ async def test_faults_are_transient(http: aiohttp.ClientSession, sandbox_url: st
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
-async def test_hang_ends_as_transient_at_the_timeout(http: aiohttp.ClientSession, sandbox_url: str,
-                                                     code: str) -> None:
+async def test_hang_ends_as_transient_at_the_timeout(http: aiohttp.ClientSession, sandbox_url: str, code: str) -> None:
     await set_behaviour(http, sandbox_url, code, mode="hang", latency_ms=FAST)
     began = time.monotonic()
     with pytest.raises(TransientInsurerError, match="no answer within"):
@@ -121,8 +123,9 @@ async def test_hang_ends_as_transient_at_the_timeout(http: aiohttp.ClientSession
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
-async def test_slow_within_budget_is_an_offer_and_beyond_it_transient(http: aiohttp.ClientSession,
-                                                                      sandbox_url: str, code: str) -> None:
+async def test_slow_within_budget_is_an_offer_and_beyond_it_transient(
+    http: aiohttp.ClientSession, sandbox_url: str, code: str
+) -> None:
     await set_behaviour(http, sandbox_url, code, mode="slow", latency_ms=[300, 300])
     began = time.monotonic()
     assert isinstance(await ask(http, sandbox_url, code, timeout=2.0), InsurerOffer)
@@ -132,8 +135,9 @@ async def test_slow_within_budget_is_an_offer_and_beyond_it_transient(http: aioh
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
-async def test_request_the_insurer_rejects_is_permanent(http: aiohttp.ClientSession, sandbox_url: str,
-                                                        code: str) -> None:
+async def test_request_the_insurer_rejects_is_permanent(
+    http: aiohttp.ClientSession, sandbox_url: str, code: str
+) -> None:
     """A contract break on our side (a purpose the insurer does not know) is not retried."""
     await set_behaviour(http, sandbox_url, code, latency_ms=FAST)
     with pytest.raises(PermanentInsurerError):
@@ -145,8 +149,7 @@ async def test_connection_refused_is_transient(http: aiohttp.ClientSession) -> N
         await ask(http, "http://127.0.0.1:9", "sever", timeout=1.0)
 
 
-async def test_every_insurer_quotes_the_sample_and_kbm_is_shared(http: aiohttp.ClientSession,
-                                                                  sandbox_url: str) -> None:
+async def test_every_insurer_quotes_the_sample_and_kbm_is_shared(http: aiohttp.ClientSession, sandbox_url: str) -> None:
     for insurer in CATALOGUE:
         await set_behaviour(http, sandbox_url, insurer.code, latency_ms=FAST)
     await set_kbm(http, sandbox_url, "7701123456", "13")
@@ -205,9 +208,20 @@ async def hostile() -> AsyncIterator[Hostile]:
 def _priced(**quote: Any) -> bytes:
     valid = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     base: dict[str, Any] = {
-        "reference": "SEV-1", "premium": "9441.80", "currency": "RUB", "valid_until": valid,
-        "coefficients": {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1", "KM": "1.4",
-                         "KS": "1", "KN": "1"},
+        "reference": "SEV-1",
+        "premium": "9441.80",
+        "currency": "RUB",
+        "valid_until": valid,
+        "coefficients": {
+            "TB": "8665",
+            "KT": "1.80",
+            "KBM": "0.46",
+            "KVS": "0.94",
+            "KO": "1",
+            "KM": "1.4",
+            "KS": "1",
+            "KN": "1",
+        },
     }
     base.update(quote)
     return json.dumps({"status": "priced", "quote": base}).encode()
@@ -233,8 +247,9 @@ def _priced(**quote: Any) -> bytes:
         (200, b'{"status": "refused", "refusal": {"message": ""}}', None),
     ],
 )
-async def test_untrusted_json_answers(http: aiohttp.ClientSession, hostile: Hostile, status: int, body: bytes,
-                                      expected: type[Exception] | None) -> None:
+async def test_untrusted_json_answers(
+    http: aiohttp.ClientSession, hostile: Hostile, status: int, body: bytes, expected: type[Exception] | None
+) -> None:
     hostile.answers["sever"] = (status, body)
     if expected is None:
         assert isinstance(await ask(http, hostile.url, "sever"), InsurerOffer | InsurerDeclined)
@@ -259,18 +274,29 @@ def test_poll_and_xml_interpretation_rejects_inconsistent_answers() -> None:
     with pytest.raises(TransientInsurerError):
         xml_api.interpret(200, b"<soap:Envelope")
     with pytest.raises(PermanentInsurerError):
-        xml_api.interpret(500, (
-            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>'
-            b"<faultcode>soap:Client</faultcode><faultstring>bad</faultstring></soap:Fault></soap:Body>"
-            b"</soap:Envelope>"
-        ))
+        xml_api.interpret(
+            500,
+            (
+                b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>'
+                b"<faultcode>soap:Client</faultcode><faultstring>bad</faultstring></soap:Fault></soap:Body>"
+                b"</soap:Envelope>"
+            ),
+        )
     assert json_api.interpret(b'{"status": "refused", "refusal": {"message": "x"}}') == InsurerDeclined("x")
 
 
 def test_offer_sanity_helpers() -> None:
     valid_until = datetime.now(UTC) + timedelta(days=1)
-    coefficients = {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1", "KM": "1.4", "KS": "1",
-                    "KN": "1"}
+    coefficients = {
+        "TB": "8665",
+        "KT": "1.80",
+        "KBM": "0.46",
+        "KVS": "0.94",
+        "KO": "1",
+        "KM": "1.4",
+        "KS": "1",
+        "KN": "1",
+    }
     assert checked_offer("9441.80", coefficients, "SEV-2026-1", valid_until).premium == Decimal("9441.80")
     with pytest.raises(PermanentInsurerError):
         checked_offer("9441.80", {**coefficients, "KT": "1e3"}, "SEV-2026-1", valid_until)

@@ -25,12 +25,25 @@ SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"
 CALC = "{urn:sandbox:osago:calc:1}"
 
 
-def json_body(*, purpose: str = "personal", birth: str = "1985-03-14", since: str = "2005-06-01",
-              licence: str = "7701123456", power: int = 181, year: int = 2019) -> dict[str, Any]:
+def json_body(
+    *,
+    purpose: str = "personal",
+    birth: str = "1985-03-14",
+    since: str = "2005-06-01",
+    licence: str = "7701123456",
+    power: int = 181,
+    year: int = 2019,
+) -> dict[str, Any]:
     return {
         "policy": {"start_date": start_date(), "months": 12, "unlimited_drivers": False},
-        "vehicle": {"category": "B", "make": "Toyota", "model": "Camry", "year": year, "power_hp": power,
-                    "purpose": purpose},
+        "vehicle": {
+            "category": "B",
+            "make": "Toyota",
+            "model": "Camry",
+            "year": year,
+            "power_hp": power,
+            "purpose": purpose,
+        },
         "owner": {"region_code": "77", "city": "Москва", "document": None},
         "drivers": [{"birth_date": birth, "experience_since": since, "licence": licence}],
     }
@@ -38,9 +51,17 @@ def json_body(*, purpose: str = "personal", birth: str = "1985-03-14", since: st
 
 def poll_body(key: str = "k-1") -> dict[str, Any]:
     return {
-        "clientRequestId": key, "startDate": start_date(), "termMonths": 12,
-        "car": {"category": "B", "brand": "Toyota", "model": "Camry", "manufactureYear": 2019,
-                "enginePowerHp": 181, "usage": "PERSONAL"},
+        "clientRequestId": key,
+        "startDate": start_date(),
+        "termMonths": 12,
+        "car": {
+            "category": "B",
+            "brand": "Toyota",
+            "model": "Camry",
+            "manufactureYear": 2019,
+            "enginePowerHp": 181,
+            "usage": "PERSONAL",
+        },
         "insurant": {"regionCode": "77", "city": "Москва", "passport": None},
         "driversRestricted": True,
         "drivers": [{"birthDate": "1985-03-14", "drivingSince": "2005-06-01", "licenseNumber": "7701123456"}],
@@ -67,8 +88,9 @@ def product(coefficients: dict[str, str]) -> Decimal:
     return result.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
-async def post_json(http: aiohttp.ClientSession, base: str, code: str, body: Any,
-                    key: str | None = None) -> tuple[int, Any]:
+async def post_json(
+    http: aiohttp.ClientSession, base: str, code: str, body: Any, key: str | None = None
+) -> tuple[int, Any]:
     headers = {"Idempotency-Key": key} if key else {}
     async with http.post(f"{base}/json/{code}/v1/quotes", json=body, headers=headers) as response:
         return response.status, await response.json(content_type=None)
@@ -162,8 +184,16 @@ async def test_kbm_register(http: aiohttp.ClientSession, sandbox_url: str) -> No
             assert await response.json() == {"document": "7701123456", "class": kbm_class}
         async with http.get(f"{sandbox_url}/sandbox/kbm/7701123456") as response:
             assert await response.json() == {"document": "7701123456", "class": kbm_class, "registered": True}
-    for bad in ({"class": "14"}, {"class": "X"}, {"class": ""}, {"class": None}, {"class": True}, {},
-                {"class": "3", "extra": 1}, ["3"]):
+    for bad in (
+        {"class": "14"},
+        {"class": "X"},
+        {"class": ""},
+        {"class": None},
+        {"class": True},
+        {},
+        {"class": "3", "extra": 1},
+        ["3"],
+    ):
         async with http.put(url, json=bad) as response:
             assert response.status == 422, bad
     async with http.put(url, data=b"{broken") as response:
@@ -191,8 +221,7 @@ def test_derived_classes_are_deterministic_and_realistic() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-async def test_json_protocol_prices_with_a_consistent_breakdown(http: aiohttp.ClientSession,
-                                                                sandbox_url: str) -> None:
+async def test_json_protocol_prices_with_a_consistent_breakdown(http: aiohttp.ClientSession, sandbox_url: str) -> None:
     await set_behaviour(http, sandbox_url, "sever", latency_ms=FAST)
     status, answer = await post_json(http, sandbox_url, "sever", json_body(), key="q-1")
     assert status == 200 and answer["status"] == "priced"
@@ -221,8 +250,16 @@ async def test_worked_example_premium(http: aiohttp.ClientSession, sandbox_url: 
     )
     assert status == 200
     quote = answer["quote"]
-    assert quote["coefficients"] == {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1",
-                                     "KM": "1.4", "KS": "1", "KN": "1"}
+    assert quote["coefficients"] == {
+        "TB": "8665",
+        "KT": "1.80",
+        "KBM": "0.46",
+        "KVS": "0.94",
+        "KO": "1",
+        "KM": "1.4",
+        "KS": "1",
+        "KN": "1",
+    }
     assert quote["premium"] == "9441.80"
 
 
@@ -240,8 +277,12 @@ async def test_young_driver_with_class_m_is_refused(http: aiohttp.ClientSession,
     await set_behaviour(http, sandbox_url, "sever", latency_ms=FAST)
     await set_kbm(http, sandbox_url, "5500111222", "M")
     start_year = int(start_date()[:4])
-    _, answer = await post_json(http, sandbox_url, "sever", json_body(
-        birth=f"{start_year - 20}-01-01", since=f"{start_year - 2}-01-01", licence="5500111222"))
+    _, answer = await post_json(
+        http,
+        sandbox_url,
+        "sever",
+        json_body(birth=f"{start_year - 20}-01-01", since=f"{start_year - 2}-01-01", licence="5500111222"),
+    )
     assert answer["status"] == "refused" and answer["refusal"]["code"] == "YOUNG_DRIVER_KBM"
 
 
@@ -386,8 +427,9 @@ async def test_xml_entities_are_refused(http: aiohttp.ClientSession, sandbox_url
         assert b"soap:Client" in await response.read()
 
 
-async def test_sample_application_gets_offers_from_every_json_insurer(http: aiohttp.ClientSession,
-                                                                      sandbox_url: str) -> None:
+async def test_sample_application_gets_offers_from_every_json_insurer(
+    http: aiohttp.ClientSession, sandbox_url: str
+) -> None:
     """The API.md sample at default rules (all ten protocols: test_adapters.py)."""
     for insurer in CATALOGUE:
         await set_behaviour(http, sandbox_url, insurer.code, latency_ms=FAST)

@@ -60,7 +60,9 @@ class RunningSystem:
         ) as response:
             return response.status, await response.json()
 
-    async def collect_events(self, core: int, created: dict[str, Any], timeout: float) -> tuple[list[dict[str, Any]], int | None]:
+    async def collect_events(
+        self, core: int, created: dict[str, Any], timeout: float
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """Every event one socket receives until the server closes it, and the close code."""
         url = f"{self.cores[core].url}{created['links']['offers']}?token={created['access_token']}"
         events: list[dict[str, Any]] = []

@@ -13,7 +13,9 @@ def test_defaults_work_without_any_variable() -> None:
 
 
 def test_variables_are_parsed() -> None:
-    settings = Settings.from_env({"OSAGO_QUOTE_DEADLINE_S": "7.5", "OSAGO_INSURERS": "sever, volga", "OSAGO_PORT": "9000"})
+    settings = Settings.from_env(
+        {"OSAGO_QUOTE_DEADLINE_S": "7.5", "OSAGO_INSURERS": "sever, volga", "OSAGO_PORT": "9000"}
+    )
     assert settings.quote_deadline_s == 7.5
     assert settings.insurers == ("sever", "volga")
     assert settings.default_port(8080) == 9000

@@ -44,18 +44,25 @@ def years_before(on: date, years: int) -> date:
     return on.replace(year=on.year - years)
 
 
-def driver(age: int = 35, experience: int = 10, kbm_class: str = "13",
-           on: date = NEW) -> DriverFacts:
+def driver(age: int = 35, experience: int = 10, kbm_class: str = "13", on: date = NEW) -> DriverFacts:
     """A driver who is exactly ``age`` with exactly ``experience`` years on ``on``."""
-    return DriverFacts(birth_date=years_before(on, age),
-                       experience_since=years_before(on, experience), kbm_class=kbm_class)
+    return DriverFacts(
+        birth_date=years_before(on, age), experience_since=years_before(on, experience), kbm_class=kbm_class
+    )
 
 
 # The domain notes' worked example: Moscow, 35 y, 10 y experience, class 13, 150 hp, 12 months.
 EXAMPLE = TariffInput(
-    start_date=NEW, months=12, power_hp=150, purpose="personal",
-    owner_city="Москва", owner_region_code="77", owner_kbm_class="3",
-    drivers=(driver(),), unlimited_drivers=False, base_rate=Decimal("8665"),
+    start_date=NEW,
+    months=12,
+    power_hp=150,
+    purpose="personal",
+    owner_city="Москва",
+    owner_region_code="77",
+    owner_kbm_class="3",
+    drivers=(driver(),),
+    unlimited_drivers=False,
+    base_rate=Decimal("8665"),
 )
 
 
@@ -89,8 +96,14 @@ def test_worked_example_from_the_domain_notes() -> None:
     assert result.premium == Decimal("9441.80")
     assert str(result.premium) == "9441.80"
     assert result.coefficient_strings() == {
-        "TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94",
-        "KO": "1", "KM": "1.4", "KS": "1", "KN": "1",
+        "TB": "8665",
+        "KT": "1.80",
+        "KBM": "0.46",
+        "KVS": "0.94",
+        "KO": "1",
+        "KM": "1.4",
+        "KS": "1",
+        "KN": "1",
     }
     assert result.tables_version == "7204-U (from 2025-12-09)"
 
@@ -113,13 +126,25 @@ def test_tb_string_is_whole_roubles_even_when_given_with_kopecks() -> None:
 
 def test_premium_is_rounded_half_up_not_half_even() -> None:
     # 1399 × 1.0 × 2.25 × 1.00 × 1 × 1.0 × 0.7 × 1 = 2203.425 exactly.
-    result = price(make(
-        base_rate=Decimal("1399"), owner_city="Тверь", owner_region_code="69",
-        drivers=(driver(age=35, experience=3, kbm_class="1"),), power_hp=60, months=6,
-    ))
+    result = price(
+        make(
+            base_rate=Decimal("1399"),
+            owner_city="Тверь",
+            owner_region_code="69",
+            drivers=(driver(age=35, experience=3, kbm_class="1"),),
+            power_hp=60,
+            months=6,
+        )
+    )
     assert result.coefficient_strings() == {
-        "TB": "1399", "KT": "1.0", "KBM": "2.25", "KVS": "1.00",
-        "KO": "1", "KM": "1.0", "KS": "0.7", "KN": "1",
+        "TB": "1399",
+        "KT": "1.0",
+        "KBM": "2.25",
+        "KVS": "1.00",
+        "KO": "1",
+        "KM": "1.0",
+        "KS": "0.7",
+        "KN": "1",
     }
     assert result.premium == Decimal("2203.43")
 
@@ -142,10 +167,23 @@ def test_kn_is_one_and_the_violation_value_is_kept_as_data() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("power_hp", "expected"), [
-    (1, "0.6"), (50, "0.6"), (51, "1.0"), (70, "1.0"), (71, "1.1"), (100, "1.1"),
-    (101, "1.2"), (120, "1.2"), (121, "1.4"), (150, "1.4"), (151, "1.6"), (1000, "1.6"),
-])
+@pytest.mark.parametrize(
+    ("power_hp", "expected"),
+    [
+        (1, "0.6"),
+        (50, "0.6"),
+        (51, "1.0"),
+        (70, "1.0"),
+        (71, "1.1"),
+        (100, "1.1"),
+        (101, "1.2"),
+        (120, "1.2"),
+        (121, "1.4"),
+        (150, "1.4"),
+        (151, "1.6"),
+        (1000, "1.6"),
+    ],
+)
 def test_power_bands(power_hp: int, expected: str) -> None:
     assert str(power_coefficient(power_hp)) == expected
     assert price(make(power_hp=power_hp)).coefficient_strings()["KM"] == expected
@@ -162,8 +200,7 @@ def test_impossible_power_is_rejected(power_hp: int) -> None:
 # KS, period of use
 # ----------------------------------------------------------------------------------------------
 
-KS_EXPECTED = {3: "0.5", 4: "0.6", 5: "0.65", 6: "0.7", 7: "0.8", 8: "0.9", 9: "0.95",
-               10: "1", 11: "1", 12: "1"}
+KS_EXPECTED = {3: "0.5", 4: "0.6", 5: "0.65", 6: "0.7", 7: "0.8", 8: "0.9", 9: "0.95", 10: "1", 11: "1", 12: "1"}
 
 
 @pytest.mark.parametrize(("months", "expected"), sorted(KS_EXPECTED.items()))
@@ -185,11 +222,13 @@ def test_periods_outside_3_to_12_months_are_rejected(months: int) -> None:
 # KBM, bonus-malus
 # ----------------------------------------------------------------------------------------------
 
-KBM_EXPECTED = dict(zip(
-    "M 0 1 2 3 4 5 6 7 8 9 10 11 12 13".split(),
-    "3.92 2.94 2.25 1.76 1.17 1.00 0.91 0.83 0.78 0.74 0.68 0.63 0.57 0.52 0.46".split(),
-    strict=True,
-))
+KBM_EXPECTED = dict(
+    zip(
+        "M 0 1 2 3 4 5 6 7 8 9 10 11 12 13".split(),
+        "3.92 2.94 2.25 1.76 1.17 1.00 0.91 0.83 0.78 0.74 0.68 0.63 0.57 0.52 0.46".split(),
+        strict=True,
+    )
+)
 
 
 @pytest.mark.parametrize(("kbm_class", "expected"), list(KBM_EXPECTED.items()))
@@ -275,11 +314,17 @@ def test_experience_from_before_the_16th_birthday_is_rejected() -> None:
         assert reason_of(excinfo) == f"experience of {experience} years is impossible at age {age}"
 
 
-@pytest.mark.parametrize(("age", "experience", "expected"), [
-    (21, 5, "1.62"), (24, 8, "1.09"), (29, 13, "1.02"), (31, 15, "0.95"), (99, 83, "0.83"),
-])
-def test_experience_from_the_16th_birthday_is_priced(age: int, experience: int,
-                                                     expected: str) -> None:
+@pytest.mark.parametrize(
+    ("age", "experience", "expected"),
+    [
+        (21, 5, "1.62"),
+        (24, 8, "1.09"),
+        (29, 13, "1.02"),
+        (31, 15, "0.95"),
+        (99, 83, "0.83"),
+    ],
+)
+def test_experience_from_the_16th_birthday_is_priced(age: int, experience: int, expected: str) -> None:
     assert str(kvs_coefficient(age, experience, NEW)) == expected
 
 
@@ -326,25 +371,28 @@ def test_policy_starting_before_birth_is_rejected() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("since", "on", "expected"), [
-    (date(2000, 12, 9), date(2025, 12, 9), 25),  # anniversary on the start date counts
-    (date(2000, 12, 9), date(2025, 12, 8), 24),  # the day before does not
-    (date(2000, 12, 9), date(2025, 12, 10), 25),
-    (date(2000, 1, 1), date(2025, 12, 31), 25),
-    (date(2000, 12, 31), date(2026, 1, 1), 25),
-    (date(2025, 12, 9), date(2025, 12, 9), 0),
-    (date(2025, 12, 10), date(2025, 12, 9), -1),  # a date after the start date is negative
-    (date(2026, 12, 9), date(2025, 12, 9), -1),
-    (date(2026, 12, 10), date(2025, 12, 9), -2),
-    # 29 February: in a common year the anniversary is 28 February (Civil Code art. 192(3)).
-    (date(2004, 2, 29), date(2025, 2, 27), 20),
-    (date(2004, 2, 29), date(2025, 2, 28), 21),
-    (date(2004, 2, 29), date(2025, 3, 1), 21),
-    (date(2004, 2, 29), date(2024, 2, 28), 19),
-    (date(2004, 2, 29), date(2024, 2, 29), 20),
-    (date(2004, 2, 28), date(2024, 2, 28), 20),
-    (date(2004, 3, 1), date(2025, 2, 28), 20),
-])
+@pytest.mark.parametrize(
+    ("since", "on", "expected"),
+    [
+        (date(2000, 12, 9), date(2025, 12, 9), 25),  # anniversary on the start date counts
+        (date(2000, 12, 9), date(2025, 12, 8), 24),  # the day before does not
+        (date(2000, 12, 9), date(2025, 12, 10), 25),
+        (date(2000, 1, 1), date(2025, 12, 31), 25),
+        (date(2000, 12, 31), date(2026, 1, 1), 25),
+        (date(2025, 12, 9), date(2025, 12, 9), 0),
+        (date(2025, 12, 10), date(2025, 12, 9), -1),  # a date after the start date is negative
+        (date(2026, 12, 9), date(2025, 12, 9), -1),
+        (date(2026, 12, 10), date(2025, 12, 9), -2),
+        # 29 February: in a common year the anniversary is 28 February (Civil Code art. 192(3)).
+        (date(2004, 2, 29), date(2025, 2, 27), 20),
+        (date(2004, 2, 29), date(2025, 2, 28), 21),
+        (date(2004, 2, 29), date(2025, 3, 1), 21),
+        (date(2004, 2, 29), date(2024, 2, 28), 19),
+        (date(2004, 2, 29), date(2024, 2, 29), 20),
+        (date(2004, 2, 28), date(2024, 2, 28), 20),
+        (date(2004, 3, 1), date(2025, 2, 28), 20),
+    ],
+)
 def test_full_years(since: date, on: date, expected: int) -> None:
     assert full_years(since, on) == expected
 
@@ -391,13 +439,16 @@ def test_leap_day_birthday_in_a_common_year() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "version"), [
-    (date(2022, 9, 13), "6209-U (from 2022-09-13)"),
-    (date(2024, 1, 1), "6209-U (from 2022-09-13)"),
-    (OLD, "6209-U (from 2022-09-13)"),
-    (NEW, "7204-U (from 2025-12-09)"),
-    (date(2030, 1, 1), "7204-U (from 2025-12-09)"),
-])
+@pytest.mark.parametrize(
+    ("start", "version"),
+    [
+        (date(2022, 9, 13), "6209-U (from 2022-09-13)"),
+        (date(2024, 1, 1), "6209-U (from 2022-09-13)"),
+        (OLD, "6209-U (from 2022-09-13)"),
+        (NEW, "7204-U (from 2025-12-09)"),
+        (date(2030, 1, 1), "7204-U (from 2025-12-09)"),
+    ],
+)
 def test_tables_are_chosen_by_start_date(start: date, version: str) -> None:
     tables = tables_for(start)
     assert isinstance(tables, TariffTables)
@@ -427,33 +478,44 @@ def test_versions_differ_in_the_price_of_the_same_application() -> None:
     # Moscow's KT is unchanged, so the same TB gives the same premium...
     assert old.premium == new.premium
     # ...but Novosibirsk's is not.
-    nsk_old = price(make(start_date=OLD, owner_city="Новосибирск", owner_region_code="54",
-                         base_rate=Decimal("7535"), drivers=(driver(on=OLD),)))
-    nsk_new = price(make(owner_city="Новосибирск", owner_region_code="54",
-                         base_rate=Decimal("7535")))
+    nsk_old = price(
+        make(
+            start_date=OLD,
+            owner_city="Новосибирск",
+            owner_region_code="54",
+            base_rate=Decimal("7535"),
+            drivers=(driver(on=OLD),),
+        )
+    )
+    nsk_new = price(make(owner_city="Новосибирск", owner_region_code="54", base_rate=Decimal("7535")))
     assert nsk_old.coefficient_strings()["KT"] == "1.63"
     assert nsk_new.coefficient_strings()["KT"] == "3.12"
     assert nsk_new.premium > nsk_old.premium
 
 
-@pytest.mark.parametrize(("city", "region", "old_kt", "new_kt"), [
-    ("Новосибирск", "54", "1.63", "3.12"),
-    ("Казань", "16", "1.80", "1.70"),
-    ("Москва", "77", "1.80", "1.80"),
-    ("Пермь", "59", "1.80", "1.60"),
-])
-def test_territory_changes_on_2025_12_09(city: str, region: str, old_kt: str,
-                                         new_kt: str) -> None:
+@pytest.mark.parametrize(
+    ("city", "region", "old_kt", "new_kt"),
+    [
+        ("Новосибирск", "54", "1.63", "3.12"),
+        ("Казань", "16", "1.80", "1.70"),
+        ("Москва", "77", "1.80", "1.80"),
+        ("Пермь", "59", "1.80", "1.60"),
+    ],
+)
+def test_territory_changes_on_2025_12_09(city: str, region: str, old_kt: str, new_kt: str) -> None:
     assert str(territory_coefficient(city, region, OLD)) == old_kt
     assert str(territory_coefficient(city, region, NEW)) == new_kt
 
 
-@pytest.mark.parametrize(("start", "purpose", "low", "high"), [
-    (OLD, "personal", "1646", "7535"),
-    (NEW, "personal", "1399", "8665"),
-    (OLD, "taxi", "1490", "15756"),
-    (NEW, "taxi", "1267", "18119"),
-])
+@pytest.mark.parametrize(
+    ("start", "purpose", "low", "high"),
+    [
+        (OLD, "personal", "1646", "7535"),
+        (NEW, "personal", "1399", "8665"),
+        (OLD, "taxi", "1490", "15756"),
+        (NEW, "taxi", "1267", "18119"),
+    ],
+)
 def test_tb_corridors(start: date, purpose: str, low: str, high: str) -> None:
     assert tb_corridor(start, purpose) == (Decimal(low), Decimal(high))
 
@@ -470,21 +532,31 @@ def test_out_of_scope_tb_rows_are_kept_as_data() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "purpose", "base_rate", "allowed"), [
-    (NEW, "personal", "1399", True), (NEW, "personal", "8665", True),
-    (NEW, "personal", "1398", False), (NEW, "personal", "8666", False),
-    (OLD, "personal", "1646", True), (OLD, "personal", "7535", True),
-    (OLD, "personal", "1645", False), (OLD, "personal", "7536", False),
-    (OLD, "personal", "8665", False),  # the new maximum before it is in force
-    (NEW, "taxi", "1267", True), (NEW, "taxi", "18119", True),
-    (NEW, "taxi", "1266", False), (NEW, "taxi", "18120", False),
-    (OLD, "taxi", "1490", True), (OLD, "taxi", "15756", True),
-    (OLD, "taxi", "1489", False), (OLD, "taxi", "15757", False),
-    (NEW, "personal", "18119", False),  # a taxi rate is not a personal rate
-])
+@pytest.mark.parametrize(
+    ("start", "purpose", "base_rate", "allowed"),
+    [
+        (NEW, "personal", "1399", True),
+        (NEW, "personal", "8665", True),
+        (NEW, "personal", "1398", False),
+        (NEW, "personal", "8666", False),
+        (OLD, "personal", "1646", True),
+        (OLD, "personal", "7535", True),
+        (OLD, "personal", "1645", False),
+        (OLD, "personal", "7536", False),
+        (OLD, "personal", "8665", False),  # the new maximum before it is in force
+        (NEW, "taxi", "1267", True),
+        (NEW, "taxi", "18119", True),
+        (NEW, "taxi", "1266", False),
+        (NEW, "taxi", "18120", False),
+        (OLD, "taxi", "1490", True),
+        (OLD, "taxi", "15756", True),
+        (OLD, "taxi", "1489", False),
+        (OLD, "taxi", "15757", False),
+        (NEW, "personal", "18119", False),  # a taxi rate is not a personal rate
+    ],
+)
 def test_base_rate_corridor(start: date, purpose: str, base_rate: str, allowed: bool) -> None:
-    inp = make(start_date=start, purpose=purpose, base_rate=Decimal(base_rate),
-               drivers=(driver(on=start),))
+    inp = make(start_date=start, purpose=purpose, base_rate=Decimal(base_rate), drivers=(driver(on=start),))
     if allowed:
         result = price(inp)
         assert result.coefficient_strings()["TB"] == base_rate
@@ -550,11 +622,24 @@ KT_NEW = [
     ("Владивосток", ["25", "125"], "1.36"),
 ]
 KT_OLD = {
-    "Москва": "1.80", "Санкт-Петербург": "1.64", "Новосибирск": "1.63", "Екатеринбург": "1.64",
-    "Казань": "1.80", "Нижний Новгород": "1.64", "Челябинск": "1.88", "Самара": "1.48",
-    "Ростов-на-Дону": "1.64", "Уфа": "1.64", "Красноярск": "1.64", "Пермь": "1.80",
-    "Краснодар": "1.64", "Воронеж": "1.40", "Омск": "1.48", "Тюмень": "1.80",
-    "Волгоград": "1.24", "Владивосток": "1.36",
+    "Москва": "1.80",
+    "Санкт-Петербург": "1.64",
+    "Новосибирск": "1.63",
+    "Екатеринбург": "1.64",
+    "Казань": "1.80",
+    "Нижний Новгород": "1.64",
+    "Челябинск": "1.88",
+    "Самара": "1.48",
+    "Ростов-на-Дону": "1.64",
+    "Уфа": "1.64",
+    "Красноярск": "1.64",
+    "Пермь": "1.80",
+    "Краснодар": "1.64",
+    "Воронеж": "1.40",
+    "Омск": "1.48",
+    "Тюмень": "1.80",
+    "Волгоград": "1.24",
+    "Владивосток": "1.36",
 }
 
 
@@ -568,28 +653,47 @@ def test_every_city_row_in_both_versions(city: str, codes: list[str], new_kt: st
 
 
 @pytest.mark.parametrize(("city", "codes", "new_kt"), KT_NEW)
-def test_every_region_code_of_a_city_row_falls_back_to_it(city: str, codes: list[str],
-                                                          new_kt: str) -> None:
+def test_every_region_code_of_a_city_row_falls_back_to_it(city: str, codes: list[str], new_kt: str) -> None:
     expected_new = "2.00" if city == "Новосибирск" else new_kt  # the rest of the oblast differs
     for code in codes:
         assert str(territory_coefficient("Посёлок Неизвестный", code, NEW)) == expected_new
         assert str(territory_coefficient("Посёлок Неизвестный", code, OLD)) == KT_OLD[city]
 
 
-@pytest.mark.parametrize("city", [
-    "Ростов-на-Дону", "ростов на дону", "РОСТОВ-НА-ДОНУ", "ростовнадону", "Ростов на-Дону",
-    "  Ростов – на – Дону  ", "Ростов\u2011на\u2011Дону", "Ростов\u00a0на\u00a0Дону",
-])
+@pytest.mark.parametrize(
+    "city",
+    [
+        "Ростов-на-Дону",
+        "ростов на дону",
+        "РОСТОВ-НА-ДОНУ",
+        "ростовнадону",
+        "Ростов на-Дону",
+        "  Ростов – на – Дону  ",
+        "Ростов\u2011на\u2011Дону",
+        "Ростов\u00a0на\u00a0Дону",
+    ],
+)
 def test_city_matching_ignores_case_hyphens_and_spaces(city: str) -> None:
     assert territory_coefficient(city, "", NEW) == Decimal("1.56")
     assert territory_coefficient(city, "", OLD) == Decimal("1.64")
 
 
-@pytest.mark.parametrize(("typed", "kt"), [
-    ("Ёкатеринбург", "1.64"), ("екатеринбург", "1.64"), ("Воронёж", "1.35"), ("ПЁРМЬ", "1.60"),
-    ("москва", "1.80"), ("МОСКВА", "1.80"), (" Москва ", "1.80"), ("санкт петербург", "1.64"),
-    ("Санкт-петербург", "1.64"), ("нижний-новгород", "1.56"), ("НижнийНовгород", "1.56"),
-])
+@pytest.mark.parametrize(
+    ("typed", "kt"),
+    [
+        ("Ёкатеринбург", "1.64"),
+        ("екатеринбург", "1.64"),
+        ("Воронёж", "1.35"),
+        ("ПЁРМЬ", "1.60"),
+        ("москва", "1.80"),
+        ("МОСКВА", "1.80"),
+        (" Москва ", "1.80"),
+        ("санкт петербург", "1.64"),
+        ("Санкт-петербург", "1.64"),
+        ("нижний-новгород", "1.56"),
+        ("НижнийНовгород", "1.56"),
+    ],
+)
 def test_city_matching_treats_yo_as_ye(typed: str, kt: str) -> None:
     assert str(territory_coefficient(typed, "", NEW)) == kt
 
@@ -599,34 +703,37 @@ def test_normalize_city() -> None:
     assert normalize_city("Ёлки Палки") == "елкипалки"
 
 
-@pytest.mark.parametrize(("city", "region", "old_kt", "new_kt"), [
-    # Moscow oblast has a row of its own, every one of its codes.
-    *[("Химки", code, "1.56", "1.56") for code in ["50", "90", "150", "190", "750", "790"]],
-    # So does Leningrad oblast.
-    ("Гатчина", "47", "1.24", "1.24"),
-    ("Всеволожск", "147", "1.24", "1.24"),
-    # The rest of Novosibirsk oblast: 2.00 from 09.12.2025; before, no oblast value → city value.
-    ("Бердск", "54", "1.63", "2.00"),
-    ("Искитим", "154", "1.63", "2.00"),
-    # Other regions take the capital's row.
-    ("Зеленодольск", "16", "1.80", "1.70"),
-    ("Стерлитамак", "02", "1.64", "1.56"),
-    ("Стерлитамак", "2", "1.64", "1.56"),
-    ("Стерлитамак", " 102 ", "1.64", "1.56"),
-    ("Тольятти", "63", "1.48", "1.48"),
-    ("Сочи", "23", "1.64", "1.56"),
-    ("Находка", "125", "1.36", "1.36"),
-    # A settlement not listed as a city takes its region code's row (Zelenograd is Moscow).
-    ("Зеленоград", "77", "1.80", "1.80"),
-    # A listed city wins over its region's row: Moscow with a Moscow-oblast code.
-    ("Москва", "50", "1.80", "1.80"),
-    # Regions not in the table: 1.0 (documented simplification).
-    ("Тверь", "69", "1.0", "1.0"),
-    ("Калининград", "39", "1.0", "1.0"),
-    ("Неизвестно", "", "1.0", "1.0"),
-    ("Неизвестно", "XX", "1.0", "1.0"),
-    ("Неизвестно", "0", "1.0", "1.0"),
-])
+@pytest.mark.parametrize(
+    ("city", "region", "old_kt", "new_kt"),
+    [
+        # Moscow oblast has a row of its own, every one of its codes.
+        *[("Химки", code, "1.56", "1.56") for code in ["50", "90", "150", "190", "750", "790"]],
+        # So does Leningrad oblast.
+        ("Гатчина", "47", "1.24", "1.24"),
+        ("Всеволожск", "147", "1.24", "1.24"),
+        # The rest of Novosibirsk oblast: 2.00 from 09.12.2025; before, no oblast value → city value.
+        ("Бердск", "54", "1.63", "2.00"),
+        ("Искитим", "154", "1.63", "2.00"),
+        # Other regions take the capital's row.
+        ("Зеленодольск", "16", "1.80", "1.70"),
+        ("Стерлитамак", "02", "1.64", "1.56"),
+        ("Стерлитамак", "2", "1.64", "1.56"),
+        ("Стерлитамак", " 102 ", "1.64", "1.56"),
+        ("Тольятти", "63", "1.48", "1.48"),
+        ("Сочи", "23", "1.64", "1.56"),
+        ("Находка", "125", "1.36", "1.36"),
+        # A settlement not listed as a city takes its region code's row (Zelenograd is Moscow).
+        ("Зеленоград", "77", "1.80", "1.80"),
+        # A listed city wins over its region's row: Moscow with a Moscow-oblast code.
+        ("Москва", "50", "1.80", "1.80"),
+        # Regions not in the table: 1.0 (documented simplification).
+        ("Тверь", "69", "1.0", "1.0"),
+        ("Калининград", "39", "1.0", "1.0"),
+        ("Неизвестно", "", "1.0", "1.0"),
+        ("Неизвестно", "XX", "1.0", "1.0"),
+        ("Неизвестно", "0", "1.0", "1.0"),
+    ],
+)
 def test_region_fallbacks(city: str, region: str, old_kt: str, new_kt: str) -> None:
     assert str(territory_coefficient(city, region, OLD)) == old_kt
     assert str(territory_coefficient(city, region, NEW)) == new_kt
@@ -657,8 +764,9 @@ def test_multi_driver_takes_the_pair_with_the_largest_product() -> None:
 def test_multi_driver_premium_matches_the_chosen_pair() -> None:
     young = driver(age=22, experience=0, kbm_class="3")  # 1.17 × 1.88 = 2.1996
     result = price(make(drivers=(driver(), young)))
-    expected = (Decimal("8665") * Decimal("1.80") * Decimal("1.17") * Decimal("1.88")
-                * Decimal("1.4")).quantize(KOPECK, ROUND_HALF_UP)
+    expected = (Decimal("8665") * Decimal("1.80") * Decimal("1.17") * Decimal("1.88") * Decimal("1.4")).quantize(
+        KOPECK, ROUND_HALF_UP
+    )
     assert result.premium == expected
     assert result.coefficient_strings()["KO"] == "1"
 
@@ -668,10 +776,8 @@ def test_multi_driver_tie_keeps_the_first_driver_deterministically() -> None:
     b = driver(age=55, experience=8, kbm_class="4")  # 1.00 × 0.91 = 0.91
     first_a = price(make(drivers=(a, b)))
     first_b = price(make(drivers=(b, a)))
-    assert (first_a.coefficient_strings()["KBM"], first_a.coefficient_strings()["KVS"]) == (
-        "0.91", "1.00")
-    assert (first_b.coefficient_strings()["KBM"], first_b.coefficient_strings()["KVS"]) == (
-        "1.00", "0.91")
+    assert (first_a.coefficient_strings()["KBM"], first_a.coefficient_strings()["KVS"]) == ("0.91", "1.00")
+    assert (first_b.coefficient_strings()["KBM"], first_b.coefficient_strings()["KVS"]) == ("1.00", "0.91")
     assert first_a.premium == first_b.premium
 
 
@@ -692,16 +798,34 @@ def test_named_drivers_required_unless_unlimited() -> None:
 def test_unlimited_drivers() -> None:
     result = price(make(unlimited_drivers=True, drivers=(), owner_kbm_class="13"))
     strings = result.coefficient_strings()
-    assert strings == {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "1",
-                       "KO": "2.32", "KM": "1.4", "KS": "1", "KN": "1"}
+    assert strings == {
+        "TB": "8665",
+        "KT": "1.80",
+        "KBM": "0.46",
+        "KVS": "1",
+        "KO": "2.32",
+        "KM": "1.4",
+        "KS": "1",
+        "KN": "1",
+    }
     # 8665 × 1.80 × 0.46 × 1 × 2.32 × 1.4 × 1 × 1 = 23303.16576
     assert result.premium == Decimal("23303.17")
 
 
 def test_unlimited_drivers_in_the_old_tables_and_another_region() -> None:
-    result = price(make(start_date=OLD, unlimited_drivers=True, drivers=(),
-                        owner_city="Казань", owner_region_code="16", owner_kbm_class="3",
-                        base_rate=Decimal("5000"), power_hp=101, months=6))
+    result = price(
+        make(
+            start_date=OLD,
+            unlimited_drivers=True,
+            drivers=(),
+            owner_city="Казань",
+            owner_region_code="16",
+            owner_kbm_class="3",
+            base_rate=Decimal("5000"),
+            power_hp=101,
+            months=6,
+        )
+    )
     # 5000 × 1.80 × 1.17 × 1 × 2.32 × 1.2 × 0.7 = 20520.864
     assert result.coefficient_strings()["KO"] == "2.32"
     assert result.premium == Decimal("20520.86")
@@ -735,28 +859,39 @@ def test_ko_values_are_data() -> None:
 
 def _grid() -> list[TariffInput]:
     inputs: list[TariffInput] = []
-    cities = [("Москва", "77"), ("Химки", "50"), ("Бердск", "54"), ("Тверь", "69"),
-              ("Казань", "16")]
+    cities = [("Москва", "77"), ("Химки", "50"), ("Бердск", "54"), ("Тверь", "69"), ("Казань", "16")]
     driver_sets = [
         lambda on: (driver(35, 10, "13", on),),
         lambda on: (driver(16, 0, "M", on), driver(60, 44, "13", on)),
         lambda on: (driver(23, 5, "6", on), driver(41, 20, "0", on), driver(29, 12, "9", on)),
     ]
-    for start, purpose, (city, region), power, months, make_drivers, unlimited, rate_at in (
-        itertools.product(
-            (OLD, NEW), ("personal", "taxi"), cities, (50, 51, 110, 150, 151), (3, 5, 9, 12),
-            driver_sets, (False, True), (0.0, 0.37, 1.0),
-        )
+    for start, purpose, (city, region), power, months, make_drivers, unlimited, rate_at in itertools.product(
+        (OLD, NEW),
+        ("personal", "taxi"),
+        cities,
+        (50, 51, 110, 150, 151),
+        (3, 5, 9, 12),
+        driver_sets,
+        (False, True),
+        (0.0, 0.37, 1.0),
     ):
         low, high = tb_corridor(start, purpose)
         # A whole-rouble TB at a fixed share of the corridor (ends included).
         base_rate = (low + (high - low) * Decimal(str(rate_at))).to_integral_value()
-        inputs.append(TariffInput(
-            start_date=start, months=months, power_hp=power, purpose=purpose,
-            owner_city=city, owner_region_code=region, owner_kbm_class="7",
-            drivers=() if unlimited else make_drivers(start), unlimited_drivers=unlimited,
-            base_rate=base_rate,
-        ))
+        inputs.append(
+            TariffInput(
+                start_date=start,
+                months=months,
+                power_hp=power,
+                purpose=purpose,
+                owner_city=city,
+                owner_region_code=region,
+                owner_kbm_class="7",
+                drivers=() if unlimited else make_drivers(start),
+                unlimited_drivers=unlimited,
+                base_rate=base_rate,
+            )
+        )
     return inputs
 
 
@@ -782,8 +917,13 @@ def test_premium_equals_the_rounded_product_of_the_coefficient_strings() -> None
 
 def test_every_table_value_is_an_exact_decimal() -> None:
     for version in VERSIONS:
-        values: list[object] = [*version.kbm.values(), *version.ks.values(),
-                                *version.kn.values(), version.ko_named, version.ko_unlimited]
+        values: list[object] = [
+            *version.kbm.values(),
+            *version.ks.values(),
+            *version.kn.values(),
+            version.ko_named,
+            version.ko_unlimited,
+        ]
         values += [v for _, v in version.km]
         values += [c for _, cells in version.kvs for c in cells if c is not None]
         values += [bound for pair in version.tb.values() for bound in pair]

@@ -53,27 +53,14 @@ def _frozen(mapping: dict[_K, _V]) -> Mapping[_K, _V]:
 # per the domain notes, by 7204-U). Class "M" is the worst, "13" the best; a driver with no
 # history is class "3".
 # ---------------------------------------------------------------------------------------------
-KBM_CLASSES: tuple[str, ...] = ("M", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13")
+KBM_CLASSES: tuple[str, ...] = ("M", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10",
+                                "11", "12", "13")
 KBM_DEFAULT_CLASS = "3"
-KBM_6007U: Mapping[str, Decimal] = _frozen(
-    {
-        "M": _d("3.92"),
-        "0": _d("2.94"),
-        "1": _d("2.25"),
-        "2": _d("1.76"),
-        "3": _d("1.17"),
-        "4": _d("1.00"),
-        "5": _d("0.91"),
-        "6": _d("0.83"),
-        "7": _d("0.78"),
-        "8": _d("0.74"),
-        "9": _d("0.68"),
-        "10": _d("0.63"),
-        "11": _d("0.57"),
-        "12": _d("0.52"),
-        "13": _d("0.46"),
-    }
-)
+KBM_6007U: Mapping[str, Decimal] = _frozen({
+    "M": _d("3.92"), "0": _d("2.94"), "1": _d("2.25"), "2": _d("1.76"), "3": _d("1.17"),
+    "4": _d("1.00"), "5": _d("0.91"), "6": _d("0.83"), "7": _d("0.78"), "8": _d("0.74"),
+    "9": _d("0.68"), "10": _d("0.63"), "11": _d("0.57"), "12": _d("0.52"), "13": _d("0.46"),
+})
 
 # ---------------------------------------------------------------------------------------------
 # KVS, age × experience — Ordinance 6007-U. Bands are given by their lower bound (whole years on
@@ -115,20 +102,10 @@ KM_6007U: tuple[tuple[int | None, Decimal], ...] = (
 # KS, period of use for individuals, months — Ordinance 6007-U. Fewer than 3 months is not allowed
 # for individuals; 10–12 months are the full rate (printed "1" as offers show it).
 # ---------------------------------------------------------------------------------------------
-KS_6007U: Mapping[int, Decimal] = _frozen(
-    {
-        3: _d("0.5"),
-        4: _d("0.6"),
-        5: _d("0.65"),
-        6: _d("0.7"),
-        7: _d("0.8"),
-        8: _d("0.9"),
-        9: _d("0.95"),
-        10: _d("1"),
-        11: _d("1"),
-        12: _d("1"),
-    }
-)
+KS_6007U: Mapping[int, Decimal] = _frozen({
+    3: _d("0.5"), 4: _d("0.6"), 5: _d("0.65"), 6: _d("0.7"), 7: _d("0.8"), 8: _d("0.9"),
+    9: _d("0.95"), 10: _d("1"), 11: _d("1"), 12: _d("1"),
+})
 
 # ---------------------------------------------------------------------------------------------
 # KN, gross violations — Ordinance 6007-U. Our applications carry no violations, so the engine
@@ -161,32 +138,31 @@ class Territory:
     region_codes: tuple[str, ...]
 
 
-TERRITORIES: Mapping[str, Territory] = _frozen(
-    {
-        "moscow": Territory("Moscow", ("Москва",), ("77", "97", "99", "177", "197", "199", "777", "797", "799", "977")),
-        # An oblast row has no city of its own: every city of the oblast not listed elsewhere
-        # (Химки, Подольск, ...) reaches it through its region code.
-        "moscow_oblast": Territory("Moscow oblast", (), ("50", "90", "150", "190", "750", "790")),
-        "st_petersburg": Territory("St Petersburg", ("Санкт-Петербург",), ("78", "98", "178", "198")),
-        "leningrad_oblast": Territory("Leningrad oblast", (), ("47", "147")),
-        "novosibirsk": Territory("Novosibirsk", ("Новосибирск",), ("54", "154")),
-        "yekaterinburg": Territory("Yekaterinburg", ("Екатеринбург",), ("66", "96", "196")),
-        "kazan": Territory("Kazan", ("Казань",), ("16", "116", "716")),
-        "nizhny_novgorod": Territory("Nizhny Novgorod", ("Нижний Новгород",), ("52", "152")),
-        "chelyabinsk": Territory("Chelyabinsk", ("Челябинск",), ("74", "174", "774")),
-        "samara": Territory("Samara", ("Самара",), ("63", "163", "763")),
-        "rostov_on_don": Territory("Rostov-on-Don", ("Ростов-на-Дону",), ("61", "161", "761")),
-        "ufa": Territory("Ufa", ("Уфа",), ("2", "102", "702")),
-        "krasnoyarsk": Territory("Krasnoyarsk", ("Красноярск",), ("24", "124")),
-        "perm": Territory("Perm", ("Пермь",), ("59", "159")),
-        "krasnodar": Territory("Krasnodar", ("Краснодар",), ("23", "93", "123", "193")),
-        "voronezh": Territory("Voronezh", ("Воронеж",), ("36", "136")),
-        "omsk": Territory("Omsk", ("Омск",), ("55",)),
-        "tyumen": Territory("Tyumen", ("Тюмень",), ("72", "172")),
-        "volgograd": Territory("Volgograd", ("Волгоград",), ("34", "134")),
-        "vladivostok": Territory("Vladivostok", ("Владивосток",), ("25", "125")),
-    }
-)
+TERRITORIES: Mapping[str, Territory] = _frozen({
+    "moscow": Territory("Moscow", ("Москва",),
+                        ("77", "97", "99", "177", "197", "199", "777", "797", "799", "977")),
+    # An oblast row has no city of its own: every city of the oblast not listed elsewhere
+    # (Химки, Подольск, ...) reaches it through its region code.
+    "moscow_oblast": Territory("Moscow oblast", (), ("50", "90", "150", "190", "750", "790")),
+    "st_petersburg": Territory("St Petersburg", ("Санкт-Петербург",), ("78", "98", "178", "198")),
+    "leningrad_oblast": Territory("Leningrad oblast", (), ("47", "147")),
+    "novosibirsk": Territory("Novosibirsk", ("Новосибирск",), ("54", "154")),
+    "yekaterinburg": Territory("Yekaterinburg", ("Екатеринбург",), ("66", "96", "196")),
+    "kazan": Territory("Kazan", ("Казань",), ("16", "116", "716")),
+    "nizhny_novgorod": Territory("Nizhny Novgorod", ("Нижний Новгород",), ("52", "152")),
+    "chelyabinsk": Territory("Chelyabinsk", ("Челябинск",), ("74", "174", "774")),
+    "samara": Territory("Samara", ("Самара",), ("63", "163", "763")),
+    "rostov_on_don": Territory("Rostov-on-Don", ("Ростов-на-Дону",), ("61", "161", "761")),
+    "ufa": Territory("Ufa", ("Уфа",), ("2", "102", "702")),
+    "krasnoyarsk": Territory("Krasnoyarsk", ("Красноярск",), ("24", "124")),
+    "perm": Territory("Perm", ("Пермь",), ("59", "159")),
+    "krasnodar": Territory("Krasnodar", ("Краснодар",), ("23", "93", "123", "193")),
+    "voronezh": Territory("Voronezh", ("Воронеж",), ("36", "136")),
+    "omsk": Territory("Omsk", ("Омск",), ("55",)),
+    "tyumen": Territory("Tyumen", ("Тюмень",), ("72", "172")),
+    "volgograd": Territory("Volgograd", ("Волгоград",), ("34", "134")),
+    "vladivostok": Territory("Vladivostok", ("Владивосток",), ("25", "125")),
+})
 
 # A region code that no row lists takes this value: a documented simplification (API.md) until
 # the full territory table (every subject's cities and districts) is loaded.
@@ -205,58 +181,54 @@ def _kt(city: str, rest_of_region: str | None = None) -> KtValue:
 
 
 # KT from 13.09.2022 — Ordinance 6007-U as amended by 6209-U.
-KT_6209U: Mapping[str, KtValue] = _frozen(
-    {
-        "moscow": _kt("1.80"),
-        "moscow_oblast": _kt("1.56"),
-        "st_petersburg": _kt("1.64"),
-        "leningrad_oblast": _kt("1.24"),
-        # ⚠ 1.63 per one source, 1.56 per another. No separate value for the rest of Novosibirsk
-        # oblast is given for this version, so the whole oblast takes the city value.
-        "novosibirsk": _kt("1.63"),
-        "yekaterinburg": _kt("1.64"),
-        "kazan": _kt("1.80"),
-        "nizhny_novgorod": _kt("1.64"),
-        "chelyabinsk": _kt("1.88"),
-        "samara": _kt("1.48"),
-        "rostov_on_don": _kt("1.64"),
-        "ufa": _kt("1.64"),
-        "krasnoyarsk": _kt("1.64"),
-        "perm": _kt("1.80"),
-        "krasnodar": _kt("1.64"),
-        "voronezh": _kt("1.40"),
-        "omsk": _kt("1.48"),
-        "tyumen": _kt("1.80"),
-        "volgograd": _kt("1.24"),
-        "vladivostok": _kt("1.36"),
-    }
-)
+KT_6209U: Mapping[str, KtValue] = _frozen({
+    "moscow": _kt("1.80"),
+    "moscow_oblast": _kt("1.56"),
+    "st_petersburg": _kt("1.64"),
+    "leningrad_oblast": _kt("1.24"),
+    # ⚠ 1.63 per one source, 1.56 per another. No separate value for the rest of Novosibirsk
+    # oblast is given for this version, so the whole oblast takes the city value.
+    "novosibirsk": _kt("1.63"),
+    "yekaterinburg": _kt("1.64"),
+    "kazan": _kt("1.80"),
+    "nizhny_novgorod": _kt("1.64"),
+    "chelyabinsk": _kt("1.88"),
+    "samara": _kt("1.48"),
+    "rostov_on_don": _kt("1.64"),
+    "ufa": _kt("1.64"),
+    "krasnoyarsk": _kt("1.64"),
+    "perm": _kt("1.80"),
+    "krasnodar": _kt("1.64"),
+    "voronezh": _kt("1.40"),
+    "omsk": _kt("1.48"),
+    "tyumen": _kt("1.80"),
+    "volgograd": _kt("1.24"),
+    "vladivostok": _kt("1.36"),
+})
 
 # KT from 09.12.2025 — Ordinance 7204-U of 09.10.2025.
-KT_7204U: Mapping[str, KtValue] = _frozen(
-    {
-        "moscow": _kt("1.80"),
-        "moscow_oblast": _kt("1.56"),
-        "st_petersburg": _kt("1.64"),
-        "leningrad_oblast": _kt("1.24"),
-        "novosibirsk": _kt("3.12", rest_of_region="2.00"),
-        "yekaterinburg": _kt("1.64"),
-        "kazan": _kt("1.70"),
-        "nizhny_novgorod": _kt("1.56"),
-        "chelyabinsk": _kt("1.77"),
-        "samara": _kt("1.48"),
-        "rostov_on_don": _kt("1.56"),
-        "ufa": _kt("1.56"),
-        "krasnoyarsk": _kt("1.56"),
-        "perm": _kt("1.60"),
-        "krasnodar": _kt("1.56"),
-        "voronezh": _kt("1.35"),
-        "omsk": _kt("1.42"),
-        "tyumen": _kt("1.60"),
-        "volgograd": _kt("1.21"),
-        "vladivostok": _kt("1.36"),
-    }
-)
+KT_7204U: Mapping[str, KtValue] = _frozen({
+    "moscow": _kt("1.80"),
+    "moscow_oblast": _kt("1.56"),
+    "st_petersburg": _kt("1.64"),
+    "leningrad_oblast": _kt("1.24"),
+    "novosibirsk": _kt("3.12", rest_of_region="2.00"),
+    "yekaterinburg": _kt("1.64"),
+    "kazan": _kt("1.70"),
+    "nizhny_novgorod": _kt("1.56"),
+    "chelyabinsk": _kt("1.77"),
+    "samara": _kt("1.48"),
+    "rostov_on_don": _kt("1.56"),
+    "ufa": _kt("1.56"),
+    "krasnoyarsk": _kt("1.56"),
+    "perm": _kt("1.60"),
+    "krasnodar": _kt("1.56"),
+    "voronezh": _kt("1.35"),
+    "omsk": _kt("1.42"),
+    "tyumen": _kt("1.60"),
+    "volgograd": _kt("1.21"),
+    "vladivostok": _kt("1.36"),
+})
 
 # ---------------------------------------------------------------------------------------------
 # TB, base rate corridors, whole roubles (min, max), both bounds allowed. Keys are the vehicle /
@@ -265,24 +237,20 @@ KT_7204U: Mapping[str, KtValue] = _frozen(
 TB_ROW_FOR_PURPOSE: Mapping[str, str] = _frozen({"personal": "B_individual", "taxi": "B_taxi"})
 
 # TB from 13.09.2022 — Ordinance 6007-U as amended by 6209-U.
-TB_6209U: Mapping[str, tuple[Decimal, Decimal]] = _frozen(
-    {
-        "B_individual": (_d("1646"), _d("7535")),  # B/BE, individuals and sole traders
-        "B_taxi": (_d("1490"), _d("15756")),  # B/BE, taxi
-        "B_legal_entity": (_d("852"), _d("5722")),  # out of our scope
-        "A_M": (_d("259"), _d("3043")),  # motorcycles, out of our scope
-    }
-)
+TB_6209U: Mapping[str, tuple[Decimal, Decimal]] = _frozen({
+    "B_individual": (_d("1646"), _d("7535")),  # B/BE, individuals and sole traders
+    "B_taxi": (_d("1490"), _d("15756")),  # B/BE, taxi
+    "B_legal_entity": (_d("852"), _d("5722")),  # out of our scope
+    "A_M": (_d("259"), _d("3043")),  # motorcycles, out of our scope
+})
 
 # TB from 09.12.2025 — Ordinance 7204-U of 09.10.2025.
-TB_7204U: Mapping[str, tuple[Decimal, Decimal]] = _frozen(
-    {
-        "B_individual": (_d("1399"), _d("8665")),
-        "B_taxi": (_d("1267"), _d("18119")),
-        "B_legal_entity": (_d("724"), _d("6580")),
-        "A_M": (_d("155"), _d("4260")),
-    }
-)
+TB_7204U: Mapping[str, tuple[Decimal, Decimal]] = _frozen({
+    "B_individual": (_d("1399"), _d("8665")),
+    "B_taxi": (_d("1267"), _d("18119")),
+    "B_legal_entity": (_d("724"), _d("6580")),
+    "A_M": (_d("155"), _d("4260")),
+})
 
 # ⚠ KO for unlimited drivers under 7204-U: 2.32 (the 6007-U value) is used; one transcription of
 # 7204-U gives 3.16, unconfirmed. Change this one line if 3.16 is confirmed.
@@ -317,22 +285,19 @@ class TariffTables:
         return f"{self.ordinance} (from {self.in_force.isoformat()})"
 
 
-_SHARED_SOURCES: Mapping[str, str] = _frozen(
-    {
-        "KBM": "6007-U (scale from 01.04.2022)",
-        "KVS": "6007-U",
-        "KM": "6007-U",
-        "KS": "6007-U",
-        "KN": "6007-U",
-    }
-)
+_SHARED_SOURCES: Mapping[str, str] = _frozen({
+    "KBM": "6007-U (scale from 01.04.2022)",
+    "KVS": "6007-U",
+    "KM": "6007-U",
+    "KS": "6007-U",
+    "KN": "6007-U",
+})
 
 TABLES_6209U = TariffTables(
     ordinance="6209-U",
     in_force=date(2022, 9, 13),
-    sources=_frozen(
-        {"TB": "6007-U as amended by 6209-U", "KT": "6007-U as amended by 6209-U", "KO": "6007-U", **_SHARED_SOURCES}
-    ),
+    sources=_frozen({"TB": "6007-U as amended by 6209-U", "KT": "6007-U as amended by 6209-U",
+                     "KO": "6007-U", **_SHARED_SOURCES}),
     tb=TB_6209U,
     kt=KT_6209U,
     kbm=KBM_6007U,
@@ -347,14 +312,9 @@ TABLES_6209U = TariffTables(
 TABLES_7204U = TariffTables(
     ordinance="7204-U",
     in_force=date(2025, 12, 9),
-    sources=_frozen(
-        {
-            "TB": "7204-U of 09.10.2025",
-            "KT": "7204-U of 09.10.2025",
-            "KO": "6007-U (⚠ unlimited value unconfirmed under 7204-U)",
-            **_SHARED_SOURCES,
-        }
-    ),
+    sources=_frozen({"TB": "7204-U of 09.10.2025", "KT": "7204-U of 09.10.2025",
+                     "KO": "6007-U (⚠ unlimited value unconfirmed under 7204-U)",
+                     **_SHARED_SOURCES}),
     tb=TB_7204U,
     kt=KT_7204U,
     kbm=KBM_6007U,
