@@ -366,9 +366,6 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--core-only", action="store_true", help="skip the bare aiohttp baseline")
-    parser.add_argument(
-        "--gc-tuned", action="store_true", help="core app with gc.freeze() and a larger gen-0 threshold"
-    )
     parser.add_argument("--publish-burst", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish_burst:  # the child of _publish_burst_in_child: URL and ids on stdin
@@ -377,8 +374,7 @@ def main() -> None:
         return
     if args.core_only:
         raise_fd_limit()
-        module = "bench.patched_core" if args.gc_tuned else "core_app"
-        result = asyncio.run(core_app(args.sockets, args.events, 20.0, 5.0, core_module=module))
+        result = asyncio.run(core_app(args.sockets, args.events, 20.0, 5.0))
     else:
         result = asyncio.run(run(args.sockets, args.events))
     print(json.dumps(result, indent=2))
