@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -33,6 +34,7 @@ from hdrh.histogram import HdrHistogram
 
 from bench.infra import private_infrastructure
 from bench.loadgen import sample_body, summary
+from bench.revisions import describe_source, source_tree
 from bench.system import (
     LOG_DIR,
     TOKEN_SECRET,
@@ -255,10 +257,16 @@ def _event(application_id: str, padding: str) -> aio_pika.Message:
 
 
 async def core_app(
-    idle: int, events: int, latency_rate: float, latency_s: float, core_module: str = "core_app"
+    idle: int,
+    events: int,
+    latency_rate: float,
+    latency_s: float,
+    core_module: str = "core_app",
+    source: Path | None = None,
 ) -> dict[str, Any]:
+    """``source``: the core app of an older revision (``bench.revisions.source_tree``); None: this tree."""
     async with private_infrastructure("ws", deadline_s=900) as infra:
-        system = await start_system(infra, cores=1, with_workers=False, core_module=core_module)
+        system = await start_system(infra, cores=1, with_workers=False, core_module=core_module, source=source)
         core = system.cores[0]
         clients = Clients()
         connection = await aio_pika.connect(infra.amqp_url)
@@ -335,6 +343,7 @@ async def core_app(
             await clients.close()
             await stop_system(system)
     return {
+        "code": describe_source(source),
         "core_module": core_module,
         "applications": APPLICATIONS,
         "sockets_held": held,
@@ -366,6 +375,9 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--core-only", action="store_true", help="skip the bare aiohttp baseline")
+    parser.add_argument(
+        "--before", metavar="REV", default=None, help="with --core-only: the core app of that revision (a git worktree)"
+    )
     parser.add_argument("--publish-burst", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish_burst:  # the child of _publish_burst_in_child: URL and ids on stdin
@@ -374,7 +386,8 @@ def main() -> None:
         return
     if args.core_only:
         raise_fd_limit()
-        result = asyncio.run(core_app(args.sockets, args.events, 20.0, 5.0))
+        source = None if args.before is None else source_tree(args.before)
+        result = asyncio.run(core_app(args.sockets, args.events, 20.0, 5.0, source=source))
     else:
         result = asyncio.run(run(args.sockets, args.events))
     print(json.dumps(result, indent=2))
