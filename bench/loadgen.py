@@ -142,7 +142,7 @@ async def _client(run: LoadRun, session: aiohttp.ClientSession, target: str, ind
             seen: set[str] = set()
             finals: set[str] = set()
             first_event = first_offer = False
-            async with session.ws_connect(url, headers=headers, autoping=True, heartbeat=None) as ws:
+            async with session.ws_connect(url, headers=headers, autoping=True, heartbeat=None, compress=15) as ws:
                 async for message in ws:
                     if message.type is not aiohttp.WSMsgType.TEXT:
                         break

@@ -85,7 +85,11 @@ class Clients:
             async with gate:
                 try:
                     ws = await self._sessions[n % len(self._sessions)].ws_connect(
-                        url, headers={"Origin": origin} if origin else None, autoping=True, max_msg_size=0
+                        url,
+                        headers={"Origin": origin} if origin else None,
+                        autoping=True,
+                        max_msg_size=0,
+                        compress=15,  # offered, as browsers do; the core app declines it
                     )
                 except aiohttp.WSServerHandshakeError as exc:
                     failures[f"handshake_{exc.status}"] += 1

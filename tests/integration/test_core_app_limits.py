@@ -121,6 +121,13 @@ async def test_frame_over_the_configured_size_closes_the_socket_with_1009(core: 
     assert message.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009
 
 
+async def test_offers_socket_declines_compression_that_browsers_offer(core: Client, settings: Settings) -> None:
+    application_id, token = await stored_application(settings)
+    async with core.ws_connect(offers_path(application_id, token), compress=15) as ws:
+        assert ws.compress == 0  # no permessage-deflate in the handshake answer
+        assert core.app[HUB].subscriber_count(application_id) == 1
+
+
 async def test_silent_client_is_closed_after_the_idle_timeout(core: Client, settings: Settings) -> None:
     application_id, token = await stored_application(settings)
     async with core.ws_connect(offers_path(application_id, token), autoping=False) as ws:
