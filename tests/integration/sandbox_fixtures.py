@@ -6,7 +6,6 @@ sandbox_url, http``) so the lead's conftest stays the only implicit one.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from quote_workers.sandbox.app import create_app
 from shared.settings import Settings
+from tests.support import samples
 
 
 @pytest_asyncio.fixture
@@ -57,47 +57,12 @@ def start_date(days_ahead: int = 7) -> str:
     return (date.today() + timedelta(days=days_ahead)).isoformat()
 
 
-# API.md's sample application (as stored: normalised, dates "YYYY-MM-DD"), starting next week.
-_SAMPLE: dict[str, Any] = {
-    "vehicle": {
-        "category": "B",
-        "make": "Toyota",
-        "model": "Camry",
-        "year": 2019,
-        "power_hp": 181,
-        "vin": "XW7BF4FK60S123456",
-        "plate": "А123ВС777",
-        "purpose": "personal",
-        "document": {"type": "sts", "series": "77ХХ", "number": "123456", "issued": "2019-05-01"},
-    },
-    "owner": {
-        "last_name": "Иванов",
-        "first_name": "Иван",
-        "middle_name": "Иванович",
-        "birth_date": "1985-03-14",
-        "passport": {"series": "4510", "number": "123456", "issued": "2015-04-01"},
-        "registration": {"region_code": "77", "city": "Москва"},
-    },
-    "drivers": [
-        {
-            "last_name": "Иванов",
-            "first_name": "Иван",
-            "middle_name": "Иванович",
-            "birth_date": "1985-03-14",
-            "license": {"series": "7701", "number": "123456", "issued": "2005-06-01"},
-            "experience_since": "2005-06-01",
-        }
-    ],
-    "unlimited_drivers": False,
-    "period": {"start_date": "2026-12-01", "months": 12},
-}
 SAMPLE_LICENCE = "7701123456"
 
 
 def sample_application(**changes: Any) -> dict[str, Any]:
-    """The sample with a start date in the near future; ``changes`` are dotted-path overrides."""
-    application = copy.deepcopy(_SAMPLE)
-    application["period"]["start_date"] = start_date()
+    """The tests' sample applicant starting next week; ``changes`` are dotted-path overrides."""
+    application = samples.sample_application()
     for path, value in changes.items():
         target = application
         *parents, leaf = path.split("__")
