@@ -75,7 +75,10 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = create_service_app(SERVICE, settings, middlewares=[service_token_middleware])
+    # Browsers and partners stream from the core apps; the aggregator's own socket is for
+    # other internal callers, so its instance queue (a copy of every event) exists only once
+    # somebody opens one.
+    app = create_service_app(SERVICE, settings, middlewares=[service_token_middleware], hub_on_demand=True)
     app[INSURERS] = tuple(sorted(insurer_catalogue.select(settings.insurers), key=lambda i: i.code))
     app.cleanup_ctx.extend([publisher_ctx, deadline_ctx])
     app.add_routes(routes)

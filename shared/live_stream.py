@@ -14,9 +14,10 @@ import uuid
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiormq.exceptions import AMQPError
 
 from shared.application_view import reload_snapshot
-from shared.http_api import ApiError
+from shared.http_api import ApiError, service_unavailable
 from shared.offer_hub import OfferHub, Subscription
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ FINAL_EVENT_TYPES = frozenset({"offer", "quote_status"})
 CLIENT_MESSAGE_LIMIT = 4096  # clients have nothing to say but pings
 # Seconds a client refused for too many sockets should wait: long enough for a tab to close.
 TOO_MANY_STREAMS_RETRY_S = 5
+HUB_START_TIMEOUT_S = 5.0
 
 
 class LiveSockets:
@@ -71,6 +73,12 @@ async def stream_offers(
     something to send, so an idle socket holds one task, not two plus a queue.
     """
     key = str(application_id)
+    try:
+        async with asyncio.timeout(HUB_START_TIMEOUT_S):
+            await hub.ensure_consuming()
+    except (AMQPError, ConnectionError, TimeoutError) as exc:
+        log.warning("offers stream without a broker", extra={"error": type(exc).__name__})
+        raise service_unavailable("the event stream") from None
     # No await between this check and subscribe(): the count cannot change in between.
     if max_per_application is not None and hub.subscriber_count(key) >= max_per_application:
         raise ApiError(

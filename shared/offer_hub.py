@@ -67,19 +67,42 @@ class OfferHub:
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._connection: AbstractRobustConnection | None = None
+        self._starting = asyncio.Lock()
         self._unacked: AbstractIncomingMessage | None = None
         self._unacked_count = 0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self.delivered = 0
 
-    async def start(self, connection: AbstractRobustConnection) -> None:
+    @property
+    def consuming(self) -> bool:
+        return self._queue is not None
+
+    def attach(self, connection: AbstractRobustConnection) -> None:
+        """Know the connection; consume only from the first ``ensure_consuming()``."""
         self._connection = connection
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=512)
-        self._queue = await declare_instance_offers_queue(channel)
-        self._consumer_tag = await self._queue.consume(self._on_message)
         connection.reconnect_callbacks.add(self._on_reconnect)
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        """Attach and consume at once (an instance that serves sockets all the time)."""
+        self.attach(connection)
+        await self.ensure_consuming()
+
+    async def ensure_consuming(self) -> None:
+        """Declare this instance's queue and consume, once; later calls return at once."""
+        if self._queue is not None:
+            return
+        async with self._starting:
+            if self._queue is not None or self._connection is None:
+                return
+            try:
+                channel = await self._connection.channel()
+            except RuntimeError as exc:  # aio-pika's "connection closed" while it reconnects
+                raise ConnectionError(f"the broker connection is down: {exc}") from exc
+            await channel.set_qos(prefetch_count=512)
+            queue = await declare_instance_offers_queue(channel)
+            self._consumer_tag = await queue.consume(self._on_message)
+            self._queue = queue
 
     async def stop(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:

@@ -30,6 +30,7 @@ SETTINGS = web.AppKey("settings", Settings)
 SERVICE_NAME = web.AppKey("service_name", str)
 AMQP = web.AppKey("amqp", AbstractRobustConnection)
 HUB = web.AppKey("hub", OfferHub)
+HUB_ON_DEMAND = web.AppKey("hub_on_demand", bool)
 SOCKETS = web.AppKey("sockets", LiveSockets)
 
 
@@ -48,7 +49,10 @@ async def amqp_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def offer_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = OfferHub()
-    await hub.start(app[AMQP])
+    if app[HUB_ON_DEMAND]:
+        hub.attach(app[AMQP])
+    else:
+        await hub.start(app[AMQP])
     app[HUB] = hub
     yield
     await hub.stop()
@@ -82,14 +86,21 @@ async def readiness(app: web.Application) -> dict[str, bool]:
     return {"database": database_ok, "broker": AMQP in app and not app[AMQP].is_closed}
 
 
-def create_service_app(service: str, settings: Settings, *, middlewares: Iterable[Middleware] = ()) -> web.Application:
-    """An app with the database, the broker, the offer hub and the operator endpoints."""
+def create_service_app(
+    service: str, settings: Settings, *, middlewares: Iterable[Middleware] = (), hub_on_demand: bool = False
+) -> web.Application:
+    """An app with the database, the broker, the offer hub and the operator endpoints.
+
+    ``hub_on_demand``: consume the offers fanout only from the first socket, for a service
+    whose sockets are rare (every instance's queue gets every event, socket or not).
+    """
     app = web.Application(
         middlewares=[metrics_middleware(service), error_middleware, *middlewares],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[SERVICE_NAME] = service
+    app[HUB_ON_DEMAND] = hub_on_demand
     app[SOCKETS] = LiveSockets()
     app.cleanup_ctx.extend([database_ctx, amqp_ctx, offer_hub_ctx])
     app.on_shutdown.append(close_sockets)

@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from shared.models import Application, Quote
+from aggregator_api.typedefs import HUB, PUBLISHER
+from shared.models import Application, Quote, QuoteStatus
+from shared.outcomes import StatusOutcome, finalize_quote, publish_outcome
 from tests.integration.conftest import SERVICE_TOKEN
 from tests.support.samples import sample_application
 
@@ -152,3 +154,23 @@ async def test_served_openapi_document_describes_the_validated_body(aggregator: 
     # Every $ref resolves inside the document.
     refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
     assert refs <= set(document["components"]["schemas"])
+
+
+async def test_aggregator_consumes_events_only_once_a_socket_is_opened_and_streams_them(
+    aggregator: TestClient,
+) -> None:
+    hub = aggregator.app[HUB]
+    status, created = await post(aggregator, sample_application())
+    assert status == 201
+    assert not hub.consuming  # no socket yet: no instance queue taking a copy of every event
+
+    path = f"{created['links']['offers']}?token={created['access_token']}"
+    async with aggregator.ws_connect(path, headers=AUTH) as ws:
+        assert hub.consuming
+        quote = await Quote.filter(application_id=created["id"]).order_by("insurer_code").first()
+        assert quote is not None
+        result = await finalize_quote(quote.id, StatusOutcome(QuoteStatus.DECLINED, "test refusal"))
+        assert await publish_outcome(aggregator.app[PUBLISHER], result)
+        message = await ws.receive_json(timeout=10)
+    assert message["type"] == "quote_status" and message["insurer"]["code"] == quote.insurer_code
+    assert message["reason"] == "test refusal"
