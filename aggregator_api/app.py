@@ -62,7 +62,8 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
     channel = await app[AMQP].channel()
     await channel.set_qos(prefetch_count=64)
     dead_queue = await declare_dead_jobs_queue(channel)
-    consumer_tag = await DeadJobConsumer(publisher).start(dead_queue)
+    dead_jobs = DeadJobConsumer(publisher)
+    consumer_tag = await dead_jobs.start(dead_queue)
     async with (
         background("outbox-relay", settings.relay_interval_s, lambda: relay_once(publisher)),
         background(
@@ -71,6 +72,7 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
     ):
         yield
     await close_within(lambda: dead_queue.cancel(consumer_tag), "dead jobs consumer", connection=app[AMQP])
+    await dead_jobs.close()
     await close_within(channel.close, "dead jobs channel", connection=app[AMQP])
 
 

@@ -17,7 +17,8 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from shared.amqp import ConfirmingPublisher
 from shared.messages import MalformedJob, QuoteJob
 from shared.models import Quote, QuoteStatus
-from shared.outcomes import FinalizeRequest, StatusOutcome, finalize_quote, finalize_quotes, publish_outcome
+from shared.outcome_writer import OutcomeWriter
+from shared.outcomes import FinalizeRequest, StatusOutcome, finalize_quotes, publish_outcome
 from shared.timefmt import utc_now
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,13 @@ class DeadJobConsumer:
 
     def __init__(self, publisher: ConfirmingPublisher) -> None:
         self._publisher = publisher
+        self._outcomes = OutcomeWriter()
 
     async def start(self, queue: AbstractQueue) -> str:
         return await queue.consume(self.handle)
+
+    async def close(self) -> None:
+        await self._outcomes.close()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -52,7 +57,7 @@ class DeadJobConsumer:
             await message.ack()
             return
         try:
-            result = await finalize_quote(quote_id, outcome_for_dead_job(message))
+            result = await self._outcomes.finalize(FinalizeRequest(quote_id, outcome_for_dead_job(message)))
             await publish_outcome(self._publisher, result)
         except Exception:
             log.warning("dead job not recorded yet; retrying", extra={"quote_id": job.quote_id}, exc_info=True)

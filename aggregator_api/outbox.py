@@ -19,7 +19,7 @@ from shared.amqp import ConfirmingPublisher, PublishFailed
 from shared.events import complete_event, quote_final_event
 from shared.messages import QuoteJob, event_message
 from shared.models import Application, Offer, Quote, QuoteStatus
-from shared.outcomes import quote_statuses
+from shared.outcomes import statuses_by_application
 from shared.timefmt import utc_now
 from shared.topology import JOBS_EXCHANGE, OFFERS_EXCHANGE
 
@@ -91,9 +91,10 @@ async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
         )
         if not applications:
             return 0
+        statuses_of = await statuses_by_application([application.id for application in applications], conn)
         done = []
         for application in applications:
-            statuses = await quote_statuses(application.id, conn)
+            statuses = statuses_of[application.id]
             try:
                 await publisher.publish(OFFERS_EXCHANGE, event_message(complete_event(application.id, statuses)))
             except PublishFailed:

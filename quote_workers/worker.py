@@ -22,13 +22,13 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from tortoise import Tortoise
 
 from quote_workers.adapters.base import QuoteRequest
-from quote_workers.finalizer import OutcomeWriter
 from quote_workers.resilience import GuardedInsurer
 from shared.amqp import ConfirmingPublisher, close_within
 from shared.event_marks import PublishedMarks
 from shared.messages import MalformedJob, QuoteJob
 from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
 from shared.models import QuoteStatus
+from shared.outcome_writer import OutcomeWriter
 from shared.outcomes import FinalizeRequest, Outcome, StatusOutcome, publish_outcome
 from shared.topology import declare_job_queues
 
@@ -40,7 +40,7 @@ REQUEUE_DELAY_S = 1.0
 PAYLOAD_CACHE_SIZE = 2048
 # Raw SQL: the worker's one read per application, where building the ORM query cost more
 # than running it.
-_QUOTE_AND_PAYLOAD = """
+QUOTE_AND_PAYLOAD = """
 SELECT q.insurer_code, q.application_id, q.status, a.payload
 FROM quote q JOIN application a ON a.id = q.application_id WHERE q.id = $1
 """
@@ -139,7 +139,7 @@ class QuoteWorker:
         if payload is None:
             # A redelivery may be finished work: the database says so (idempotent consumer).
             try:
-                _, rows = await Tortoise.get_connection("default").execute_query(_QUOTE_AND_PAYLOAD, [quote_id])
+                _, rows = await Tortoise.get_connection("default").execute_query(QUOTE_AND_PAYLOAD, [quote_id])
             except Exception:
                 await self._requeue_later(message, job, "database unavailable")
                 return

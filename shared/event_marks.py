@@ -14,14 +14,10 @@ import uuid
 
 from tortoise import Tortoise
 
-from shared.outcomes import FinalizeResult
+from shared.outcomes import MARK_EVENTS_PUBLISHED, FinalizeResult, published_ids
 
 log = logging.getLogger(__name__)
 
-_MARK_EVENTS = """
-WITH quotes_marked AS (UPDATE quote SET event_published = true WHERE id = ANY($1::uuid[]))
-UPDATE application SET complete_event_published = true WHERE id = ANY($2::uuid[])
-"""
 _MARK_JOBS = "UPDATE quote SET job_published = true WHERE id = ANY($1::uuid[])"
 
 
@@ -70,11 +66,10 @@ class PublishedMarks(BatchedMarks):
     """Final events of quotes (and complete events of applications) the broker confirmed."""
 
     def __init__(self, interval_s: float = 0.05) -> None:
-        super().__init__(_MARK_EVENTS, 2, "events", interval_s)
+        super().__init__(MARK_EVENTS_PUBLISHED, 2, "events", interval_s)
 
     def add(self, result: FinalizeResult) -> None:
-        completed = [result.application_id] if result.completed and result.application_id is not None else []
-        self.add_ids([result.quote_id], completed)
+        self.add_ids(*published_ids([result]))
 
 
 class PublishedJobMarks(BatchedMarks):

@@ -121,6 +121,20 @@ FROM ended e LEFT JOIN counted c ON c.id = e.application_id
 _STATUSES_OF = "SELECT application_id, status FROM quote WHERE application_id = ANY($1::uuid[]) ORDER BY insurer_code"
 
 
+async def statuses_by_application(
+    application_ids: list[uuid.UUID], connection: BaseDBAsyncClient | None = None
+) -> dict[uuid.UUID, list[QuoteStatus]]:
+    """Every quote status of each application (for its `complete` event), in one query."""
+    statuses: dict[uuid.UUID, list[QuoteStatus]] = {application_id: [] for application_id in application_ids}
+    if application_ids:
+        _, rows = await (connection or Tortoise.get_connection("default")).execute_query(
+            _STATUSES_OF, [application_ids]
+        )
+        for row in rows:
+            statuses[row["application_id"]].append(QuoteStatus(row["status"]))
+    return statuses
+
+
 async def finalize_quote(
     quote_id: uuid.UUID, outcome: Outcome, *, attempts: int | None = None, last_error: str | None = None
 ) -> FinalizeResult:
@@ -165,13 +179,8 @@ async def finalize_quotes(requests: list[FinalizeRequest]) -> list[FinalizeResul
     for row in rows:
         if row["completed"]:
             completing.setdefault(row["application_id"], row["id"])
-    completed = list(completing)
-    statuses: dict[uuid.UUID, list[QuoteStatus]] = {application_id: [] for application_id in completed}
-    if completed:
-        # Whoever took a count to zero committed after every other quote: all are final now.
-        _, status_rows = await connection.execute_query(_STATUSES_OF, [completed])
-        for status_row in status_rows:
-            statuses[status_row["application_id"]].append(QuoteStatus(status_row["status"]))
+    # Whoever took a count to zero committed after every other quote: all are final now.
+    statuses = await statuses_by_application(list(completing), connection)
 
     results: list[FinalizeResult] = []
     for request in requests:
@@ -233,21 +242,23 @@ def _recorded(
     return result
 
 
-async def quote_statuses(application_id: uuid.UUID, conn: BaseDBAsyncClient | None = None) -> list[QuoteStatus]:
-    rows = await Quote.filter(application_id=application_id).using_db(conn).values_list("status", flat=True)
-    return [QuoteStatus(str(status)) for status in rows]
-
-
-_MARK_PUBLISHED = """
-WITH quote_marked AS (UPDATE quote SET event_published = true WHERE id = $1)
-UPDATE application SET complete_event_published = true WHERE id = $2
+# Marks what the broker confirmed, for any number of results (the worker batches them,
+# shared.event_marks); the outbox relay publishes whatever stays unmarked.
+MARK_EVENTS_PUBLISHED = """
+WITH quotes_marked AS (UPDATE quote SET event_published = true WHERE id = ANY($1::uuid[]))
+UPDATE application SET complete_event_published = true WHERE id = ANY($2::uuid[])
 """
 
 
-async def mark_events_published(result: FinalizeResult) -> None:
-    """One round trip for the quote's event and, when it completed, the application's."""
-    completed_application = result.application_id if result.completed else None
-    await Tortoise.get_connection("default").execute_query(_MARK_PUBLISHED, [result.quote_id, completed_application])
+def published_ids(results: list[FinalizeResult]) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The quotes whose final events, and the applications whose `complete` events, were published."""
+    quotes = [result.quote_id for result in results]
+    applications = [r.application_id for r in results if r.completed and r.application_id is not None]
+    return quotes, applications
+
+
+async def mark_events_published(results: list[FinalizeResult]) -> None:
+    await Tortoise.get_connection("default").execute_query(MARK_EVENTS_PUBLISHED, list(published_ids(results)))
 
 
 class Marks(Protocol):
@@ -268,5 +279,5 @@ async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult
     if marks is not None:
         marks.add(result)
     else:
-        await mark_events_published(result)
+        await mark_events_published([result])
     return True

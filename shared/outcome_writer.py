@@ -1,7 +1,8 @@
 """Group commit for quote outcomes: the outcomes that are ready together share one statement.
 
-A worker's jobs finish in bursts (the ten quotes of an application come back from
-insurers with similar latencies). Each handler hands its outcome here and waits; the
+Outcomes come in bursts: a worker's ten quotes of an application come back from insurers
+with similar latencies, and the ten jobs of an application nobody picked up expire
+together into the dead-jobs queue. Each handler hands its outcome here and waits; the
 outcomes handed in while the previous statement was running go together in the next
 (``shared.outcomes.finalize_quotes``). Nothing waits on a timer: alone, an outcome is
 written at once; under load the batches form by themselves.
