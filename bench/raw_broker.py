@@ -27,6 +27,7 @@ from bench.infra import private_infrastructure
 from bench.system import CpuMeter, own_pid
 from shared.messages import QuoteJob, event_message
 from shared.topology import JOBS_EXCHANGE, declare_instance_offers_queue, declare_job_queues, declare_offers_exchange
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 INSURER = "bench"
 WINDOW = 256  # confirms in flight
@@ -50,16 +51,7 @@ def _event() -> aio_pika.Message:
                 "id": str(uuid.uuid4()),
                 "premium": "9441.80",
                 "currency": "RUB",
-                "coefficients": {
-                    "TB": "8665",
-                    "KT": "1.80",
-                    "KBM": "0.46",
-                    "KVS": "0.94",
-                    "KO": "1",
-                    "KM": "1.4",
-                    "KS": "1",
-                    "KN": "1",
-                },
+                "coefficients": dict(WORKED_EXAMPLE_COEFFICIENTS),
                 "valid_until": "2026-12-04T12:00:00Z",
                 "insurer_reference": "SEV-2026-1234567",
             },

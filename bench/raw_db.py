@@ -10,7 +10,7 @@ its own transaction, as in the pipeline:
   ``aggregator_api.applications.store_application`` (the application and its 10 quotes in
   one INSERT … unnest statement);
 - ``worker_db_path_today``: what a worker does per quote besides the insurer call: the read
-  (``Quote ... select_related('application')``, as on a first delivery),
+  (``quote_workers.worker.QUOTE_AND_PAYLOAD``, as on a first delivery),
   ``shared.outcomes.finalize_quote`` (one statement) and ``mark_events_published`` (one per
   quote here; the worker batches them, ``shared.event_marks``), with the ten quotes of an
   application finishing together (fixed sandbox latency), as in the pipeline ("contended"),
@@ -34,20 +34,22 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from tortoise import Tortoise
 
 from aggregator_api.applications import Caller, store_application
 from bench.infra import private_infrastructure
 from bench.loadgen import sample_body
 from bench.system import CpuMeter, own_pid
+from quote_workers.worker import QUOTE_AND_PAYLOAD
 from shared import insurers as catalogue
 from shared.application_schema import parse_application
 from shared.db import database
 from shared.models import Quote
 from shared.outcomes import OfferOutcome, finalize_quote, mark_events_published
 from shared.timefmt import utc_now
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 CONCURRENCY = 10
-COEFFICIENTS = {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1", "KM": "1.4", "KS": "1", "KN": "1"}
 
 INSERT_QUOTE = (
     "INSERT INTO quote (id, application_id, insurer_code, insurer_name, status, attempts, job_published, "
@@ -135,7 +137,9 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
             elapsed = await _concurrently(list(range(apps)), create_application)
             results.append(_measure("aggregator_store_application", apps, elapsed, meter.stop(), "applications"))
 
-            outcome = OfferOutcome(Decimal("9441.80"), COEFFICIENTS, "BENCH-1", utc_now() + timedelta(days=3))
+            outcome = OfferOutcome(
+                Decimal("9441.80"), WORKED_EXAMPLE_COEFFICIENTS, "BENCH-1", utc_now() + timedelta(days=3)
+            )
             half = len(created) // 2
             parts = [created[:half], created[half : 2 * half]]
             # Contended: the ten quotes of an application finish together (fixed sandbox latency),
@@ -144,10 +148,10 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
             spread = lambda part: [ids[k] for k in range(10) for _, ids in part]  # noqa: E731
 
             async def worker_path(quote_id: uuid.UUID) -> None:
-                quote = await Quote.filter(id=quote_id).select_related("application").first()
-                assert quote is not None and quote.application.payload
+                _, rows = await Tortoise.get_connection("default").execute_query(QUOTE_AND_PAYLOAD, [quote_id])
+                assert rows and rows[0]["payload"]
                 result = await finalize_quote(quote_id, outcome, attempts=1)
-                await mark_events_published(result)
+                await mark_events_published([result])
 
             for label, quotes in (("contended", contended(parts[0])), ("spread", spread(parts[1]))):
                 meter.start()

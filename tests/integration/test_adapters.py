@@ -28,6 +28,7 @@ from quote_workers.adapters.base import (
 from quote_workers.adapters.registry import build_adapter
 from shared.insurers import BY_CODE, CATALOGUE
 from tests.integration.sandbox_fixtures import http, sample_application, sandbox_url, set_behaviour, set_kbm
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 __all__ = ["http", "sandbox_url"]  # fixtures, imported explicitly (no shared conftest)
 
@@ -212,16 +213,7 @@ def _priced(**quote: Any) -> bytes:
         "premium": "9441.80",
         "currency": "RUB",
         "valid_until": valid,
-        "coefficients": {
-            "TB": "8665",
-            "KT": "1.80",
-            "KBM": "0.46",
-            "KVS": "0.94",
-            "KO": "1",
-            "KM": "1.4",
-            "KS": "1",
-            "KN": "1",
-        },
+        "coefficients": dict(WORKED_EXAMPLE_COEFFICIENTS),
     }
     base.update(quote)
     return json.dumps({"status": "priced", "quote": base}).encode()
@@ -287,16 +279,7 @@ def test_poll_and_xml_interpretation_rejects_inconsistent_answers() -> None:
 
 def test_offer_sanity_helpers() -> None:
     valid_until = datetime.now(UTC) + timedelta(days=1)
-    coefficients = {
-        "TB": "8665",
-        "KT": "1.80",
-        "KBM": "0.46",
-        "KVS": "0.94",
-        "KO": "1",
-        "KM": "1.4",
-        "KS": "1",
-        "KN": "1",
-    }
+    coefficients = dict(WORKED_EXAMPLE_COEFFICIENTS)
     assert checked_offer("9441.80", coefficients, "SEV-2026-1", valid_until).premium == Decimal("9441.80")
     with pytest.raises(PermanentInsurerError):
         checked_offer("9441.80", {**coefficients, "KT": "1e3"}, "SEV-2026-1", valid_until)

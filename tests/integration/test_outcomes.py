@@ -13,23 +13,22 @@ from decimal import Decimal
 import pytest
 
 from aggregator_api.applications import Caller, store_application
-from quote_workers.finalizer import OutcomeWriter
 from shared import insurers as catalogue
 from shared.application_schema import parse_application
 from shared.db import database
 from shared.models import Application, Offer, Quote, QuoteStatus
 from shared.moscow_time import moscow_today
+from shared.outcome_writer import OutcomeWriter
 from shared.outcomes import FinalizeRequest, OfferOutcome, StatusOutcome, finalize_quote, finalize_quotes
 from shared.timefmt import utc_now
 from tests.support.infrastructure import RunInfrastructure
-from tests.support.samples import sample_application
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS, sample_application
 
 DECLINED = StatusOutcome(QuoteStatus.DECLINED, "too young")
 
 
 def offer(premium: str = "9441.80") -> OfferOutcome:
-    coefficients = {"TB": "8665", "KT": "1.80", "KBM": "0.46", "KVS": "0.94", "KO": "1", "KM": "1.4", "KS": "1"}
-    return OfferOutcome(Decimal(premium), coefficients, "REF-1", utc_now() + timedelta(days=3))
+    return OfferOutcome(Decimal(premium), WORKED_EXAMPLE_COEFFICIENTS, "REF-1", utc_now() + timedelta(days=3))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from quote_workers.sandbox.kbm import CLASSES, derived_class
 from shared.insurers import CATALOGUE
 from tests.integration.sandbox_fixtures import http, sandbox_url, set_behaviour, set_kbm, start_date
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 __all__ = ["http", "sandbox_url"]  # fixtures, imported explicitly (no shared conftest)
 
@@ -250,16 +251,7 @@ async def test_worked_example_premium(http: aiohttp.ClientSession, sandbox_url: 
     )
     assert status == 200
     quote = answer["quote"]
-    assert quote["coefficients"] == {
-        "TB": "8665",
-        "KT": "1.80",
-        "KBM": "0.46",
-        "KVS": "0.94",
-        "KO": "1",
-        "KM": "1.4",
-        "KS": "1",
-        "KN": "1",
-    }
+    assert quote["coefficients"] == WORKED_EXAMPLE_COEFFICIENTS
     assert quote["premium"] == "9441.80"
 
 

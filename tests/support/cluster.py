@@ -5,7 +5,6 @@ stopped or restarted on its own."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ import aiohttp
 from shared.models import Application, Offer, Quote
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import ServiceProcess, free_port, service_env
-from tests.support.system import SERVICE_TOKEN, TOKEN_SECRET, WORKER_READY
+from tests.support.system import SERVICE_TOKEN, TOKEN_SECRET, WORKER_READY, collect_offer_events
 
 
 class Cluster:
@@ -98,12 +97,7 @@ class Cluster:
     async def collect_events(
         self, core: ServiceProcess, created: dict[str, Any], timeout: float
     ) -> tuple[list[dict[str, Any]], int | None]:
-        url = f"{core.url}{created['links']['offers']}?token={created['access_token']}"
-        events: list[dict[str, Any]] = []
-        async with asyncio.timeout(timeout), self.session.ws_connect(url) as ws:
-            async for message in ws:
-                events.append(json.loads(message.data))
-            return events, ws.close_code
+        return await collect_offer_events(self.session, core.url, created, timeout)
 
     async def publish_raw_job(self, routing_key: str, body: bytes) -> None:
         connection = await aio_pika.connect(self.infrastructure.amqp_url)

@@ -8,6 +8,19 @@ from typing import Any
 
 from shared.moscow_time import moscow_today
 
+# The worked example of the domain notes (Moscow, 35 years / 10 years, class 13, 150 hp,
+# 12 months): premium 9441.80 at the first sandbox insurer's base rate.
+WORKED_EXAMPLE_COEFFICIENTS: dict[str, str] = {
+    "TB": "8665",
+    "KT": "1.80",
+    "KBM": "0.46",
+    "KVS": "0.94",
+    "KO": "1",
+    "KM": "1.4",
+    "KS": "1",
+    "KN": "1",
+}
+
 _SAMPLE: dict[str, Any] = {
     "vehicle": {
         "category": "B",

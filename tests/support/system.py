@@ -63,15 +63,20 @@ class RunningSystem:
     async def collect_events(
         self, core: int, created: dict[str, Any], timeout: float
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Every event one socket receives until the server closes it, and the close code."""
-        url = f"{self.cores[core].url}{created['links']['offers']}?token={created['access_token']}"
-        events: list[dict[str, Any]] = []
-        async with asyncio.timeout(timeout):
-            async with self.session.ws_connect(url) as ws:
-                async for message in ws:
-                    assert message.type is aiohttp.WSMsgType.TEXT
-                    events.append(json.loads(message.data))
-                return events, ws.close_code
+        return await collect_offer_events(self.session, self.cores[core].url, created, timeout)
+
+
+async def collect_offer_events(
+    session: aiohttp.ClientSession, core_url: str, created: dict[str, Any], timeout: float
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Every event one offers socket receives until the server closes it, and the close code."""
+    url = f"{core_url}{created['links']['offers']}?token={created['access_token']}"
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout), session.ws_connect(url) as ws:
+        async for message in ws:
+            assert message.type is aiohttp.WSMsgType.TEXT
+            events.append(json.loads(message.data))
+        return events, ws.close_code
 
 
 async def start_system(

@@ -34,6 +34,7 @@ from quote_workers.sandbox.tariff import (
     territory_coefficient,
 )
 from quote_workers.sandbox.tariff import tables as tariff_tables
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 OLD = date(2025, 12, 8)  # last day of the 13.09.2022 tables (6209-U)
 NEW = date(2025, 12, 9)  # first day of the 09.12.2025 tables (7204-U)
@@ -95,16 +96,7 @@ def test_worked_example_from_the_domain_notes() -> None:
     result = price(EXAMPLE)
     assert result.premium == Decimal("9441.80")
     assert str(result.premium) == "9441.80"
-    assert result.coefficient_strings() == {
-        "TB": "8665",
-        "KT": "1.80",
-        "KBM": "0.46",
-        "KVS": "0.94",
-        "KO": "1",
-        "KM": "1.4",
-        "KS": "1",
-        "KN": "1",
-    }
+    assert result.coefficient_strings() == WORKED_EXAMPLE_COEFFICIENTS
     assert result.tables_version == "7204-U (from 2025-12-09)"
 
 
