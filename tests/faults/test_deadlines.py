@@ -59,6 +59,12 @@ async def test_sweeper_closes_quotes_whose_jobs_were_lost(
     await cluster.start(cluster.aggregator())
     status, created = await cluster.create(sample_application())
     assert status == 201
+
+    # The 201 does not wait for the jobs' confirms: wait until every job is in its queue.
+    async def every_job_published() -> bool:
+        return all(q.job_published for q in await quotes_of(created["id"]))
+
+    assert await eventually(every_job_published, 10)
     # Lose every job: purge the queues, so neither a worker nor the TTL will ever see them.
     for queue in await fault_broker.queues(cluster.infrastructure.vhost):
         if str(queue["name"]).startswith("osago.quote.jobs."):
