@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
-import secrets
 import uuid
 from pathlib import Path
 
@@ -17,10 +16,10 @@ from aerich import Command
 from tortoise import Tortoise
 
 import migrations
-from shared.access_tokens import hash_api_key
-from shared.db import create_database_if_missing, tortoise_config
+from shared.intake.api_keys import hash_api_key, new_api_key
 from shared.models import Partner
-from shared.settings import Settings, settings_or_exit
+from shared.platform.db import create_database_if_missing, tortoise_config
+from shared.platform.settings import Settings, settings_or_exit
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
@@ -49,7 +48,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 async def insert_partner(name: str, requests_per_second: float) -> tuple[Partner, str]:
     """A new partner and its API key (the key is not stored, only its hash)."""
-    api_key = f"osk_{secrets.token_urlsafe(32)}"
+    api_key = new_api_key()
     partner = await Partner.create(
         id=uuid.uuid4(), name=name, api_key_hash=hash_api_key(api_key), requests_per_second=requests_per_second
     )

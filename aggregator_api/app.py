@@ -11,21 +11,20 @@ from aggregator_api.applications import routes
 from aggregator_api.deadlines import DeadJobConsumer, sweep_once
 from aggregator_api.outbox import relay_once
 from aggregator_api.typedefs import AMQP, INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
-from shared import insurers as insurer_catalogue
-from shared.access import bearer_token
-from shared.amqp import ConfirmingPublisher, close_within
-from shared.background_tasks import BackgroundTasks
-from shared.event_marks import PublishedJobMarks
-from shared.http_api import ApiError, Handler
-from shared.periodic import background
-from shared.service_app import create_service_app
-from shared.settings import Settings
-from shared.topology import (
+from shared.intake.access import bearer_token
+from shared.platform.amqp import ConfirmingPublisher, close_within
+from shared.platform.http_api import ApiError, Handler
+from shared.platform.settings import Settings
+from shared.platform.tasks import BackgroundTasks, background
+from shared.quoting import insurers as insurer_catalogue
+from shared.quoting.publishing import PublishedJobMarks
+from shared.quoting.topology import (
     declare_dead_jobs_queue,
     declare_job_queues,
     declare_jobs_exchange,
     declare_offers_exchange,
 )
+from shared.service.app import create_service_app
 
 SERVICE = "aggregator"
 

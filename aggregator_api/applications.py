@@ -23,19 +23,17 @@ from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 
 from aggregator_api.typedefs import INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
-from shared.access import readable_application_id
-from shared.access_tokens import issue_access_token
-from shared.amqp import ConfirmingPublisher
-from shared.application_schema import ApplicationInvalid, parse_application
-from shared.application_view import reload_snapshot
-from shared.event_marks import PublishedJobMarks
-from shared.http_api import ApiError, json_response, read_json_body
-from shared.messages import QuoteJob
+from shared.intake.access import issue_access_token, readable_application_id
+from shared.intake.schema import ApplicationInvalid, parse_application
+from shared.live.application_view import reload_snapshot
 from shared.models import Application, Quote
-from shared.moscow_time import moscow_today
-from shared.service_app import offers_stream
-from shared.timefmt import iso_utc, utc_now
-from shared.topology import JOBS_EXCHANGE
+from shared.platform.amqp import ConfirmingPublisher
+from shared.platform.clock import iso_utc, moscow_today, utc_now
+from shared.platform.http_api import ApiError, json_response, read_json_body
+from shared.quoting.jobs import QuoteJob
+from shared.quoting.publishing import PublishedJobMarks
+from shared.quoting.topology import JOBS_EXCHANGE
+from shared.service.app import offers_stream
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from datetime import timedelta
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from shared.amqp import ConfirmingPublisher
-from shared.messages import MalformedJob, QuoteJob
 from shared.models import Quote, QuoteStatus
-from shared.outcome_writer import OutcomeWriter
-from shared.outcomes import FinalizeRequest, StatusOutcome, finalize_quotes, publish_outcome
-from shared.timefmt import utc_now
+from shared.platform.amqp import ConfirmingPublisher
+from shared.platform.clock import utc_now
+from shared.quoting.jobs import MalformedJob, QuoteJob
+from shared.quoting.outcome_writer import OutcomeWriter
+from shared.quoting.outcomes import FinalizeRequest, StatusOutcome, finalize_quotes, publish_outcome
 
 log = logging.getLogger(__name__)
 

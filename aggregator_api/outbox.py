@@ -15,13 +15,13 @@ from datetime import timedelta
 
 from tortoise.transactions import in_transaction
 
-from shared.amqp import ConfirmingPublisher, PublishFailed
-from shared.events import complete_event, quote_final_event
-from shared.messages import QuoteJob, event_message
 from shared.models import Application, Offer, Quote, QuoteStatus
-from shared.outcomes import statuses_by_application
-from shared.timefmt import utc_now
-from shared.topology import JOBS_EXCHANGE, OFFERS_EXCHANGE
+from shared.platform.amqp import ConfirmingPublisher, PublishFailed
+from shared.platform.clock import utc_now
+from shared.quoting.events import complete_event, event_message, quote_final_event
+from shared.quoting.jobs import QuoteJob
+from shared.quoting.outcomes import statuses_by_application
+from shared.quoting.topology import JOBS_EXCHANGE, OFFERS_EXCHANGE
 
 log = logging.getLogger(__name__)
 

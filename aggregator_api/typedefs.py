@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.amqp import ConfirmingPublisher
-from shared.background_tasks import BackgroundTasks
-from shared.event_marks import PublishedJobMarks
-from shared.insurers import InsurerInfo
-from shared.service_app import AMQP, HUB, SETTINGS, SOCKETS
+from shared.platform.amqp import ConfirmingPublisher
+from shared.platform.tasks import BackgroundTasks
+from shared.quoting.insurers import InsurerInfo
+from shared.quoting.publishing import PublishedJobMarks
+from shared.service.app import AMQP, HUB, SETTINGS, SOCKETS
 
 INSURERS = web.AppKey("insurers", tuple[InsurerInfo, ...])
 PUBLISHER = web.AppKey("publisher", ConfirmingPublisher)

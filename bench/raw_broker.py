@@ -1,6 +1,6 @@
 """3a. The broker's own limit on this machine, with our message sizes and guarantees.
 
-A quorum queue declared exactly like ours (``shared.topology``: TTL, dead-lettering,
+A quorum queue declared exactly like ours (``shared.quoting.topology``: TTL, dead-lettering,
 delivery limit), job messages built by ``QuoteJob.to_message`` (persistent, with
 per-message expiration), publisher confirms, manual acks. Measured with aio-pika,
 the library the system uses, on one connection per side:
@@ -25,8 +25,14 @@ import aio_pika
 
 from bench.infra import private_infrastructure
 from bench.system import CpuMeter, own_pid
-from shared.messages import QuoteJob, event_message
-from shared.topology import JOBS_EXCHANGE, declare_instance_offers_queue, declare_job_queues, declare_offers_exchange
+from shared.quoting.events import event_message
+from shared.quoting.jobs import QuoteJob
+from shared.quoting.topology import (
+    JOBS_EXCHANGE,
+    declare_instance_offers_queue,
+    declare_job_queues,
+    declare_offers_exchange,
+)
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 INSURER = "bench"
@@ -138,7 +144,7 @@ async def run(count: int = 20_000) -> dict[str, Any]:
             await publisher_conn.close()
             await consumer_conn.close()
     return {
-        "queue": "quorum, x-message-ttl, dead-lettering, x-delivery-limit (shared.topology)",
+        "queue": "quorum, x-message-ttl, dead-lettering, x-delivery-limit (shared.quoting.topology)",
         "job_message_bytes": job_size,
         "event_message_bytes": event_size,
         "messages": count,

@@ -11,8 +11,8 @@ its own transaction, as in the pipeline:
   one INSERT … unnest statement);
 - ``worker_db_path_today``: what a worker does per quote besides the insurer call: the read
   (``quote_workers.worker.QUOTE_AND_PAYLOAD``, as on a first delivery),
-  ``shared.outcomes.finalize_quote`` (one statement) and ``mark_events_published`` (one per
-  quote here; the worker batches them, ``shared.event_marks``), with the ten quotes of an
+  ``shared.quoting.outcomes.finalize_quote`` (one statement) and ``mark_events_published`` (one per
+  quote here; the worker batches them, ``shared.quoting.publishing``), with the ten quotes of an
   application finishing together (fixed sandbox latency), as in the pipeline ("contended"),
   and one quote per application at a time ("spread"), to separate row-lock queueing from
   ORM cost.
@@ -41,12 +41,12 @@ from bench.infra import private_infrastructure
 from bench.loadgen import sample_body
 from bench.system import CpuMeter, own_pid
 from quote_workers.worker import QUOTE_AND_PAYLOAD
-from shared import insurers as catalogue
-from shared.application_schema import parse_application
-from shared.db import database
+from shared.intake.schema import parse_application
 from shared.models import Quote
-from shared.outcomes import OfferOutcome, finalize_quote, mark_events_published
-from shared.timefmt import utc_now
+from shared.platform.clock import utc_now
+from shared.platform.db import database
+from shared.quoting import insurers as catalogue
+from shared.quoting.outcomes import OfferOutcome, finalize_quote, mark_events_published
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 CONCURRENCY = 10

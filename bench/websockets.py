@@ -49,10 +49,10 @@ from bench.system import (
     start_system,
     stop_system,
 )
-from shared import insurers as catalogue
-from shared.access_tokens import issue_access_token
-from shared.application_schema import parse_application
-from shared.topology import OFFERS_EXCHANGE
+from shared.intake.access import issue_access_token
+from shared.intake.schema import parse_application
+from shared.quoting import insurers as catalogue
+from shared.quoting.topology import OFFERS_EXCHANGE
 
 # A core app holds at most OSAGO_WS_MAX_SOCKETS_PER_APPLICATION (10) sockets per application,
 # as a browser has a tab or two per application: 10,000 sockets are spread over 1,000.

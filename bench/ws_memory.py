@@ -25,7 +25,7 @@ from aiohttp import web
 from bench.infra import private_infrastructure
 from bench.system import SERVICE_TOKEN, TOKEN_SECRET, free_port, raise_fd_limit
 from bench.websockets import Clients, _pending_applications
-from shared.access_tokens import issue_access_token
+from shared.intake.access import issue_access_token
 
 INTERESTING = ("shared/", "core_app/", "aiohttp/web_", "aiohttp/_websocket", "aiohttp/http_", "asyncio/", "tortoise/")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core_app.app import SERVICE, create_app
-from shared.service_app import serve
+from shared.service.app import serve
 
 DEFAULT_PORT = 8080
 

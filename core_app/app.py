@@ -11,8 +11,8 @@ from aiohttp import web
 from core_app import applications, page, partners
 from core_app.quotas import QuotaBook
 from core_app.typedefs import AGGREGATOR, QUOTAS
-from shared.service_app import create_service_app
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.service.app import create_service_app
 
 SERVICE = "core"
 AGGREGATOR_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=2)

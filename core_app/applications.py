@@ -13,9 +13,9 @@ from aiohttp import web
 
 from core_app.gate import admit
 from core_app.typedefs import AGGREGATOR, SETTINGS
-from shared.access import bearer_token, readable_application_id
-from shared.http_api import ApiError, dumps, read_json_body, service_unavailable
-from shared.service_app import offers_stream
+from shared.intake.access import bearer_token, readable_application_id
+from shared.platform.http_api import ApiError, dumps, read_json_body, service_unavailable
+from shared.service.app import offers_stream
 
 log = logging.getLogger(__name__)
 

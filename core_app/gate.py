@@ -13,11 +13,9 @@ from aiohttp import web
 
 from core_app.quotas import retry_after_header
 from core_app.typedefs import QUOTAS, SETTINGS
-from shared.access_tokens import hash_api_key
-from shared.http_api import ApiError
+from shared.intake.api_keys import API_KEY_HEADER, hash_api_key
 from shared.models import Partner
-
-API_KEY_HEADER = "X-API-Key"
+from shared.platform.http_api import ApiError
 
 
 @dataclass(frozen=True, slots=True)

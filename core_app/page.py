@@ -13,10 +13,10 @@ from aiohttp import web
 
 from core_app.gate import admit
 from core_app.typedefs import SETTINGS
-from shared import application_schema as schema
-from shared.http_api import json_response
-from shared.moscow_time import moscow_today
-from shared.regions import REGION_CODES
+from shared.intake import schema
+from shared.intake.regions import REGION_CODES
+from shared.platform.clock import moscow_today
+from shared.platform.http_api import json_response
 
 STATIC_DIR = Path(__file__).parent / "static"
 

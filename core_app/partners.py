@@ -21,9 +21,9 @@ from multidict import MultiMapping
 from tortoise.expressions import Q
 
 from core_app.gate import admit
-from shared.application_view import load_snapshots
-from shared.http_api import ApiError, json_response
+from shared.live.application_view import load_snapshots
 from shared.models import Application
+from shared.platform.http_api import ApiError, json_response
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -6,7 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from core_app.quotas import QuotaBook
-from shared.service_app import AMQP, HUB, SETTINGS, SOCKETS
+from shared.service.app import AMQP, HUB, SETTINGS, SOCKETS
 
 AGGREGATOR = web.AppKey("aggregator", aiohttp.ClientSession)
 QUOTAS = web.AppKey("quotas", QuotaBook)

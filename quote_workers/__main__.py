@@ -15,15 +15,15 @@ from aiohttp import web
 from quote_workers.adapters.registry import build_adapter
 from quote_workers.resilience import BreakerPolicy, GuardedInsurer, RetryPolicy
 from quote_workers.worker import QuoteWorker
-from shared import insurers as insurer_catalogue
-from shared.amqp import ConfirmingPublisher, robust_connection
-from shared.db import database
-from shared.http_api import json_response
-from shared.log_setup import configure_logging
-from shared.metrics import metrics_handler
-from shared.runtime import new_event_loop, tune_garbage_collector
-from shared.settings import Settings, settings_or_exit
-from shared.topology import declare_offers_exchange
+from shared.platform.amqp import ConfirmingPublisher, robust_connection
+from shared.platform.db import database
+from shared.platform.http_api import json_response
+from shared.platform.log_setup import configure_logging
+from shared.platform.metrics import metrics_handler
+from shared.platform.runtime import new_event_loop, tune_garbage_collector
+from shared.platform.settings import Settings, settings_or_exit
+from shared.quoting import insurers as insurer_catalogue
+from shared.quoting.topology import declare_offers_exchange
 
 SERVICE = "worker"
 SHUTDOWN_GRACE_S = 10.0

@@ -24,9 +24,9 @@ from quote_workers.adapters.base import (
     QuoteRequest,
     TransientInsurerError,
 )
-from shared.metrics import BREAKER_TRANSITIONS
 from shared.models import QuoteStatus
-from shared.outcomes import OfferOutcome, Outcome, StatusOutcome
+from shared.platform.metrics import BREAKER_TRANSITIONS
+from shared.quoting.outcomes import OfferOutcome, Outcome, StatusOutcome
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from tortoise import Tortoise
 
 from quote_workers.adapters.base import QuoteRequest
 from quote_workers.resilience import GuardedInsurer
-from shared.amqp import ConfirmingPublisher, close_within
-from shared.event_marks import PublishedMarks
-from shared.messages import MalformedJob, QuoteJob
-from shared.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
 from shared.models import QuoteStatus
-from shared.outcome_writer import OutcomeWriter
-from shared.outcomes import FinalizeRequest, Outcome, StatusOutcome, publish_outcome
-from shared.topology import declare_job_queues
+from shared.platform.amqp import ConfirmingPublisher, close_within
+from shared.platform.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
+from shared.quoting.jobs import MalformedJob, QuoteJob
+from shared.quoting.outcome_writer import OutcomeWriter
+from shared.quoting.outcomes import FinalizeRequest, Outcome, StatusOutcome, publish_outcome
+from shared.quoting.publishing import PublishedMarks
+from shared.quoting.topology import declare_job_queues
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.insurers import InsurerInfo
+from shared.quoting.insurers import InsurerInfo
 
 from ._common import (
     ApplicationView,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from shared.insurers import InsurerInfo
+from shared.quoting.insurers import InsurerInfo
 
 from .base import InsurerAdapter
 from .json_api import JsonApiAdapter

@@ -14,7 +14,7 @@ import aiohttp
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from shared.insurers import InsurerInfo
+from shared.quoting.insurers import InsurerInfo
 
 from ._common import (
     ApplicationView,

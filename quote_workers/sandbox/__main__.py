@@ -7,8 +7,8 @@ import sys
 
 from aiohttp import web
 
-from shared.runtime import new_event_loop
-from shared.settings import Settings, SettingsError
+from shared.platform.runtime import new_event_loop
+from shared.platform.settings import Settings, SettingsError
 
 from .app import create_app
 

@@ -6,7 +6,7 @@ import os
 
 from aiohttp import web
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 from . import control
 from .protocols import json_api, poll_api, xml_api

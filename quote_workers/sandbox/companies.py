@@ -1,6 +1,6 @@
 """The stand-in insurance companies: one per catalogue code, each with its own habits.
 
-Codes, names and protocols mirror ``shared.insurers.CATALOGUE`` (the aggregator's side of the
+Codes, names and protocols mirror ``shared.quoting.insurers.CATALOGUE`` (the aggregator's side of the
 contract); everything else — base rate, regional discounts, latency, underwriting rules — is what
 makes offers differ between companies, as they do on the real market.
 """

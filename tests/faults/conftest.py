@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from shared.db import database
+from shared.platform.db import database
 from tests.support.cluster import Cluster
 from tests.support.infrastructure import BrokerAdmin, RunInfrastructure, private_infrastructure
 from tests.support.tcp_proxy import TcpProxy

@@ -15,7 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from quote_workers.sandbox.app import create_app
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from tests.support import samples
 
 

@@ -26,7 +26,7 @@ from quote_workers.adapters.base import (
     TransientInsurerError,
 )
 from quote_workers.adapters.registry import build_adapter
-from shared.insurers import BY_CODE, CATALOGUE
+from shared.quoting.insurers import BY_CODE, CATALOGUE
 from tests.integration.sandbox_fixtures import http, sample_application, sandbox_url, set_behaviour, set_kbm
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 

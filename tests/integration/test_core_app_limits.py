@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from core_app.app import create_app
 from core_app.typedefs import HUB
-from shared.access_tokens import issue_access_token
+from shared.intake.access import issue_access_token
 from shared.models import Application
-from shared.settings import Settings
-from shared.timefmt import utc_now
+from shared.platform.clock import utc_now
+from shared.platform.settings import Settings
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
 from tests.support.samples import sample_application

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from shared.amqp import ConfirmingPublisher, robust_connection
-from shared.messages import event_message
-from shared.offer_hub import ACK_BATCH, OfferHub, Subscription
-from shared.topology import OFFERS_EXCHANGE, declare_offers_exchange
+from shared.live.offer_hub import ACK_BATCH, OfferHub, Subscription
+from shared.platform.amqp import ConfirmingPublisher, robust_connection
+from shared.quoting.events import event_message
+from shared.quoting.topology import OFFERS_EXCHANGE, declare_offers_exchange
 from tests.support.cluster import eventually
 from tests.support.infrastructure import RunInfrastructure
 

@@ -13,14 +13,13 @@ from decimal import Decimal
 import pytest
 
 from aggregator_api.applications import Caller, store_application
-from shared import insurers as catalogue
-from shared.application_schema import parse_application
-from shared.db import database
+from shared.intake.schema import parse_application
 from shared.models import Application, Offer, Quote, QuoteStatus
-from shared.moscow_time import moscow_today
-from shared.outcome_writer import OutcomeWriter
-from shared.outcomes import FinalizeRequest, OfferOutcome, StatusOutcome, finalize_quote, finalize_quotes
-from shared.timefmt import utc_now
+from shared.platform.clock import moscow_today, utc_now
+from shared.platform.db import database
+from shared.quoting import insurers as catalogue
+from shared.quoting.outcome_writer import OutcomeWriter
+from shared.quoting.outcomes import FinalizeRequest, OfferOutcome, StatusOutcome, finalize_quote, finalize_quotes
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS, sample_application
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from quote_workers.sandbox.kbm import CLASSES, derived_class
-from shared.insurers import CATALOGUE
+from shared.quoting.insurers import CATALOGUE
 from tests.integration.sandbox_fixtures import http, sandbox_url, set_behaviour, set_kbm, start_date
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import aiohttp
 
 from aggregator_api.admin import migrate
-from shared.db import drop_database
-from shared.settings import Settings
+from shared.platform.db import drop_database
+from shared.platform.settings import Settings
 
 POSTGRES_URL = os.environ.get("OSAGO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 AMQP_HOST = os.environ.get("OSAGO_TEST_AMQP_HOST", "127.0.0.1:5672")

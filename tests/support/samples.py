@@ -6,7 +6,7 @@ import copy
 from datetime import date, timedelta
 from typing import Any
 
-from shared.moscow_time import moscow_today
+from shared.platform.clock import moscow_today
 
 # The worked example of the domain notes (Moscow, 35 years / 10 years, class 13, 150 hp,
 # 12 months): premium 9441.80 at the first sandbox insurer's base rate.

@@ -4,8 +4,9 @@ import json
 import logging
 import uuid
 
-from shared.access_tokens import access_token_valid, hash_api_key, issue_access_token
-from shared.log_setup import JsonFormatter, mask_personal_data
+from shared.intake.access import access_token_valid, issue_access_token
+from shared.intake.api_keys import hash_api_key
+from shared.platform.log_setup import JsonFormatter, mask_personal_data
 
 
 def test_access_token_opens_only_its_own_application() -> None:

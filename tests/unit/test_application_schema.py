@@ -1,4 +1,4 @@
-"""Unit tests of the application request schema (shared.application_schema): pure, no I/O.
+"""Unit tests of the application request schema (shared.intake.schema): pure, no I/O.
 
 Every date is computed from a fixed ``TODAY`` so the tests never depend on the clock.
 """
@@ -14,15 +14,15 @@ from typing import Any
 import pydantic
 import pytest
 
-from shared.application_schema import (
+from shared.intake.regions import REGION_CODES, is_region_code, subject_of
+from shared.intake.schema import (
     ApplicationIn,
     ApplicationInvalid,
     Driver,
     Vehicle,
     parse_application,
 )
-from shared.moscow_time import MOSCOW, moscow_today
-from shared.regions import REGION_CODES, is_region_code, subject_of
+from shared.platform.clock import MOSCOW, moscow_today
 from tests.support.samples import sample_application
 
 TODAY = date(2026, 3, 10)

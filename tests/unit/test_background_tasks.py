@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from shared.background_tasks import BackgroundTasks
+from shared.platform.tasks import BackgroundTasks
 
 
 async def test_shutdown_lets_running_work_finish_and_cancels_what_overruns() -> None:
@@ -32,7 +32,7 @@ async def test_failed_work_is_logged_and_forgotten(caplog: pytest.LogCaptureFixt
     async def broken() -> None:
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.WARNING, logger="shared.background_tasks"):
+    with caplog.at_level(logging.WARNING, logger="shared.platform.tasks"):
         tasks.start(broken())
         await asyncio.sleep(0.01)
     assert len(tasks) == 0

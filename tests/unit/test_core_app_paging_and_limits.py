@@ -10,8 +10,8 @@ import pytest
 from multidict import MultiDict, MultiDictProxy
 
 from core_app.partners import MAX_LIMIT, Cursor, parse_page_request
-from shared.http_api import ApiError
-from shared.settings import Settings, SettingsError
+from shared.platform.http_api import ApiError
+from shared.platform.settings import Settings, SettingsError
 
 
 def query(**params: str) -> MultiDictProxy[str]:

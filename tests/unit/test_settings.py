@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import Settings, SettingsError
+from shared.platform.settings import Settings, SettingsError
 
 
 def test_defaults_work_without_any_variable() -> None:

@@ -15,16 +15,16 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from tortoise import Tortoise
 
-from shared.amqp import robust_connection
-from shared.db import database
-from shared.http_api import error_middleware, health_routes, json_response
-from shared.live_stream import LiveSockets, stream_offers
-from shared.log_setup import configure_logging
-from shared.metrics import metrics_handler, metrics_middleware
-from shared.offer_hub import OfferHub
-from shared.openapi import openapi_document
-from shared.runtime import new_event_loop, tune_garbage_collector
-from shared.settings import Settings, settings_or_exit
+from shared.live.offer_hub import OfferHub
+from shared.live.stream import LiveSockets, stream_offers
+from shared.platform.amqp import robust_connection
+from shared.platform.db import database
+from shared.platform.http_api import error_middleware, health_routes, json_response
+from shared.platform.log_setup import configure_logging
+from shared.platform.metrics import metrics_handler, metrics_middleware
+from shared.platform.runtime import new_event_loop, tune_garbage_collector
+from shared.platform.settings import Settings, settings_or_exit
+from shared.service.openapi import openapi_document
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE_NAME = web.AppKey("service_name", str)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.insurers import CATALOGUE
+from shared.quoting.insurers import CATALOGUE
 
 ENV_PREFIX = "OSAGO_"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/osago"

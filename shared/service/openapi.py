@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from shared.application_schema import ApplicationIn
+from shared.intake.schema import ApplicationIn
 
 REF = "#/components/schemas/{model}"
 

@@ -15,6 +15,8 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 
 log = logging.getLogger(__name__)
 
+JSON_CONTENT_TYPE = "application/json"
+
 
 class PublishFailed(RuntimeError):
     """The broker did not confirm the message in time (down, blocked, or unroutable)."""

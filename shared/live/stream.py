@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiormq.exceptions import AMQPError
 
-from shared.application_view import reload_snapshot
-from shared.http_api import ApiError, service_unavailable
-from shared.offer_hub import OfferHub, Subscription
+from shared.live.application_view import reload_snapshot
+from shared.live.offer_hub import OfferHub, Subscription
+from shared.platform.http_api import ApiError, service_unavailable
 
 log = logging.getLogger(__name__)
 

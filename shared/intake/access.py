@@ -1,12 +1,36 @@
-"""Who may read an application: its access token, or the partner that created it."""
+"""Who may read an application: the holder of its access token, or the partner that created it.
+
+A token is an HMAC of the application id under ``OSAGO_TOKEN_SECRET``: nothing secret
+is stored in the database, any instance can verify it, and an idempotent replay can
+hand the same token out again.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 
-from shared.access_tokens import access_token_valid
-from shared.application_view import parse_application_id
 from shared.models import Application
+
+
+def issue_access_token(application_id: str, secret: str) -> str:
+    digest = hmac.new(secret.encode(), f"application-access:{application_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def access_token_valid(application_id: str, token: str | None, secret: str) -> bool:
+    if not token:
+        return False
+    return hmac.compare_digest(issue_access_token(application_id, secret), token)
+
+
+def parse_application_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
 
 
 async def readable_application_id(

@@ -37,7 +37,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from shared.regions import is_region_code
+from shared.intake.regions import is_region_code
 
 __all__ = [
     "MAX_DRIVERS",

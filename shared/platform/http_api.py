@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 from tortoise.exceptions import DBConnectionError, OperationalError
 
-from shared.amqp import PublishFailed
+from shared.platform.amqp import PublishFailed
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Outcomes come in bursts: a worker's ten quotes of an application come back from 
 with similar latencies, and the ten jobs of an application nobody picked up expire
 together into the dead-jobs queue. Each handler hands its outcome here and waits; the
 outcomes handed in while the previous statement was running go together in the next
-(``shared.outcomes.finalize_quotes``). Nothing waits on a timer: alone, an outcome is
+(``shared.quoting.outcomes.finalize_quotes``). Nothing waits on a timer: alone, an outcome is
 written at once; under load the batches form by themselves.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from shared.outcomes import FinalizeRequest, FinalizeResult, finalize_quotes
+from shared.quoting.outcomes import FinalizeRequest, FinalizeResult, finalize_quotes
 
 MAX_BATCH = 64
 

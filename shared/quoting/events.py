@@ -7,13 +7,17 @@ produces the same id and clients drop the copy.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+import aio_pika
+
 from shared.models import FINAL_QUOTE_STATUSES, Application, Offer, Quote, QuoteStatus
-from shared.timefmt import iso_utc
+from shared.platform.amqp import JSON_CONTENT_TYPE
+from shared.platform.clock import iso_utc
 
 _EVENT_NAMESPACE = uuid.UUID("5b0f7a8e-4d1c-4e55-9a57-2f4f0c1f6a10")
 
@@ -76,3 +80,16 @@ def stored_events(application: Application, quotes: list[Quote], offers: list[Of
     if application.status == "complete":
         events.append(complete_event(application.id, [q.status for q in quotes]))
     return events
+
+
+def event_message(event: dict[str, Any]) -> aio_pika.Message:
+    """An event for the offers fanout; routing metadata lets consumers route without parsing."""
+    return aio_pika.Message(
+        json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode(),
+        content_type=JSON_CONTENT_TYPE,
+        # Events are hints backed by the database: a lost one is replayed from there.
+        delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        message_id=event["event_id"],
+        type=event["type"],
+        headers={"application_id": event["application_id"]},
+    )

@@ -14,7 +14,7 @@ import uuid
 
 from tortoise import Tortoise
 
-from shared.outcomes import MARK_EVENTS_PUBLISHED, FinalizeResult, published_ids
+from shared.quoting.outcomes import MARK_EVENTS_PUBLISHED, FinalizeResult, published_ids
 
 log = logging.getLogger(__name__)
 

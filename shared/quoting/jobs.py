@@ -1,4 +1,4 @@
-"""What travels over AMQP: quote jobs (ids only, no personal data) and events."""
+"""A quote job: what a worker is sent for one insurer's share of an application (ids only, no personal data)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import aio_pika
 
+from shared.platform.amqp import JSON_CONTENT_TYPE
+
 JOB_SCHEMA_VERSION = 1
-JSON = "application/json"
 
 
 class MalformedJob(ValueError):
@@ -43,7 +44,7 @@ class QuoteJob:
         remaining_ms = max(0, int(self.remaining(now) * 1000))
         return aio_pika.Message(
             body,
-            content_type=JSON,
+            content_type=JSON_CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=self.quote_id,
             expiration=remaining_ms / 1000,
@@ -70,16 +71,3 @@ def _require_str(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise MalformedJob(f"{key} must be a non-empty string")
     return value
-
-
-def event_message(event: dict[str, Any]) -> aio_pika.Message:
-    """An event for the offers fanout; routing metadata lets consumers route without parsing."""
-    return aio_pika.Message(
-        json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode(),
-        content_type=JSON,
-        # Events are hints backed by the database: a lost one is replayed from there.
-        delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-        message_id=event["event_id"],
-        type=event["type"],
-        headers={"application_id": event["application_id"]},
-    )

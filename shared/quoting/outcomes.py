@@ -18,12 +18,11 @@ from typing import Any, Protocol
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from shared.amqp import ConfirmingPublisher
-from shared.events import complete_event, quote_final_event
-from shared.messages import event_message
 from shared.models import Offer, Quote, QuoteStatus
-from shared.timefmt import utc_now
-from shared.topology import OFFERS_EXCHANGE
+from shared.platform.amqp import ConfirmingPublisher
+from shared.platform.clock import utc_now
+from shared.quoting.events import complete_event, event_message, quote_final_event
+from shared.quoting.topology import OFFERS_EXCHANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +242,7 @@ def _recorded(
 
 
 # Marks what the broker confirmed, for any number of results (the worker batches them,
-# shared.event_marks); the outbox relay publishes whatever stays unmarked.
+# shared.quoting.publishing); the outbox relay publishes whatever stays unmarked.
 MARK_EVENTS_PUBLISHED = """
 WITH quotes_marked AS (UPDATE quote SET event_published = true WHERE id = ANY($1::uuid[]))
 UPDATE application SET complete_event_published = true WHERE id = ANY($2::uuid[])
@@ -269,7 +268,7 @@ async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult
     """Publish the result's events; mark them only when every one was confirmed.
 
     Unconfirmed events stay unmarked for the outbox relay, so a failure here delays
-    an event but never loses it. With ``marks`` the marking is batched (shared.event_marks).
+    an event but never loses it. With ``marks`` the marking is batched (shared.quoting.publishing).
     """
     if not result.events:
         return True

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from tortoise import Tortoise
 
-from shared.settings import DEFAULT_DATABASE_URL, Settings
+from shared.platform.settings import DEFAULT_DATABASE_URL, Settings
 
 MODELS_MODULES = ["shared.models", "aerich.models"]
 

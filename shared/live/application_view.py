@@ -9,16 +9,9 @@ from typing import Any
 
 from tortoise import Tortoise
 
-from shared.events import offer_body, stored_events
 from shared.models import Application, ApplicationStatus, Offer, Quote, QuoteStatus
-from shared.timefmt import iso_utc
-
-
-def parse_application_id(raw: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
+from shared.platform.clock import iso_utc
+from shared.quoting.events import offer_body, stored_events
 
 
 @dataclass(frozen=True, slots=True)

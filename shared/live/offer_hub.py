@@ -14,8 +14,8 @@ from collections.abc import Callable
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
-from shared.amqp import close_within
-from shared.topology import declare_instance_offers_queue
+from shared.platform.amqp import close_within
+from shared.quoting.topology import declare_instance_offers_queue
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,17 @@
+"""Partner API keys: shown once when created, kept only as a hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def new_api_key() -> str:
+    return f"osk_{secrets.token_urlsafe(32)}"
+
+
+def hash_api_key(api_key: str) -> str:
+    """API keys are random and long, so a plain SHA-256 is enough to keep them unusable at rest."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
