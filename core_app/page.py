@@ -1,6 +1,6 @@
 """The web page and the reference data its form checks with.
 
-The page's client-side checks mirror ``shared/application_schema.py``; what the browser
+The page's client-side checks mirror ``shared/intake/schema/``; what the browser
 cannot know by itself (Moscow's "today", the region codes in use, the schema's limits)
 comes from ``GET /api/v1/reference``, so the two cannot drift apart.
 """
@@ -13,8 +13,8 @@ from aiohttp import web
 
 from core_app.gate import admit
 from core_app.typedefs import SETTINGS
-from shared.intake import schema
 from shared.intake.regions import REGION_CODES
+from shared.intake.schema import fields as schema
 from shared.platform.clock import moscow_today
 from shared.platform.http_api import json_response
 
