@@ -17,7 +17,7 @@ from shared.platform.http_api import ApiError, Handler
 from shared.platform.settings import Settings
 from shared.platform.tasks import BackgroundTasks, background
 from shared.quoting import insurers as insurer_catalogue
-from shared.quoting.publishing import PublishedJobMarks
+from shared.quoting.publishing import JobMarks
 from shared.quoting.topology import (
     declare_dead_jobs_queue,
     declare_job_queues,
@@ -48,7 +48,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher.register(await declare_jobs_exchange(publisher.channel))
     publisher.register(await declare_offers_exchange(publisher.channel))
     app[PUBLISHER] = publisher
-    app[JOB_MARKS] = PublishedJobMarks()
+    app[JOB_MARKS] = JobMarks()
     app[JOB_PUBLISHES] = BackgroundTasks("job publishes")
     yield
     await app[JOB_PUBLISHES].wait(timeout_s=settings.publish_timeout_s + 1)

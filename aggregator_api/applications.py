@@ -1,9 +1,7 @@
 """POST/GET /api/v1/applications and the offers WebSocket of the aggregator API.
 
-The aggregator trusts only callers holding the service token (the core app). The
-caller's identity travels in headers the core app sets after authenticating a
-person or partner: ``X-Osago-Client-Scope`` (whose Idempotency-Keys these are),
-``X-Osago-Partner-Id`` and ``X-Osago-Access-Token``.
+The aggregator trusts only callers holding the service token (the core app), which
+names the person or partner it authenticated in headers (``shared.intake.caller``).
 """
 
 from __future__ import annotations
@@ -12,54 +10,32 @@ import hashlib
 import json
 import logging
 import re
-import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 
 from aggregator_api.typedefs import INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
 from shared.intake.access import issue_access_token, readable_application_id
+from shared.intake.caller import ACCESS_TOKEN_HEADER, PARTNER_HEADER, Caller
 from shared.intake.schema import ApplicationInvalid, parse_application
+from shared.intake.store import store_application
 from shared.live.application_view import reload_snapshot
 from shared.models import Application, Quote
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import iso_utc, moscow_today, utc_now
 from shared.platform.http_api import ApiError, json_response, read_json_body
 from shared.quoting.jobs import QuoteJob
-from shared.quoting.publishing import PublishedJobMarks
-from shared.quoting.topology import JOBS_EXCHANGE
+from shared.quoting.publishing import JobMarks, publish_jobs
 from shared.service.app import offers_stream
 
 log = logging.getLogger(__name__)
 
-CLIENT_SCOPE_HEADER = "X-Osago-Client-Scope"
-PARTNER_HEADER = "X-Osago-Partner-Id"
-ACCESS_TOKEN_HEADER = "X-Osago-Access-Token"
-_SCOPE_PATTERN = re.compile(r"^(service|partner:[0-9a-f-]{36}|browser:[0-9A-Za-z.:_-]{1,64})$")
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 routes = web.RouteTableDef()
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    scope: str
-    partner_id: str | None
-
-    @classmethod
-    def from_request(cls, request: web.Request) -> Caller:
-        scope = request.headers.get(CLIENT_SCOPE_HEADER, "service")
-        if not _SCOPE_PATTERN.match(scope):
-            raise ApiError(400, "bad_client_scope", f"{CLIENT_SCOPE_HEADER} is malformed")
-        partner_id = request.headers.get(PARTNER_HEADER) or None
-        if partner_id is not None and scope != f"partner:{partner_id}":
-            raise ApiError(400, "bad_client_scope", f"{PARTNER_HEADER} does not match {CLIENT_SCOPE_HEADER}")
-        return cls(scope, partner_id)
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -111,7 +87,7 @@ async def replay(application: Application, body_fingerprint: str, token_secret: 
 @routes.post("/api/v1/applications")
 async def create_application(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    caller = Caller.from_request(request)
+    caller = Caller.from_headers(request.headers)
     key = idempotency_key(request)
     body = await read_json_body(request, settings.max_body_bytes)
     body_fingerprint = fingerprint(body)
@@ -153,81 +129,28 @@ async def create_application(request: web.Request) -> web.Response:
     # write): the application is committed, and the outbox relay publishes any job this
     # background publish does not get confirmed, crash included.
     request.app[JOB_PUBLISHES].start(
-        publish_jobs(request.app[PUBLISHER], request.app[JOB_MARKS], application_id, deadline, quotes)
+        publish_new_jobs(request.app[PUBLISHER], request.app[JOB_MARKS], application_id, deadline, quotes)
     )
     log.info("application accepted", extra={"application_id": str(application_id), "quotes": len(quotes)})
     body = creation_body(application_id, deadline, [(i.code, i.name) for i in insurers], settings.token_secret)
     return json_response(body, status=201, headers={"Location": body["links"]["self"]})
 
 
-# The application and its quotes in one statement: atomic without a transaction around it,
-# and one round trip instead of four (BEGIN, two INSERTs, COMMIT).
-_STORE_APPLICATION = """
-WITH stored AS (
-    INSERT INTO application (id, status, partner_id, client_scope, idempotency_key, request_fingerprint, payload,
-                             vin, plate, region_code, deadline, created_at, complete_event_published, pending_quotes)
-    VALUES ($1, 'pending', $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, false, cardinality($12::uuid[]))
-    RETURNING id
-)
-INSERT INTO quote (id, application_id, insurer_code, insurer_name, status, attempts, job_published,
-                   event_published, created_at)
-SELECT q.id, stored.id, q.code, q.name, 'pending', 0, false, false, $11
-FROM stored, unnest($12::uuid[], $13::varchar[], $14::varchar[]) AS q(id, code, name)
-"""
-
-
-async def store_application(
-    application_id: uuid.UUID,
-    caller: Caller,
-    key: str | None,
-    body_fingerprint: str,
-    payload: dict[str, Any],
-    deadline: datetime,
-    quotes: list[Quote],
-) -> None:
-    vehicle = payload["vehicle"]
-    await Tortoise.get_connection("default").execute_query(
-        _STORE_APPLICATION,
-        [
-            application_id,
-            None if caller.partner_id is None else uuid.UUID(caller.partner_id),
-            caller.scope,
-            key,
-            body_fingerprint,
-            json.dumps(payload, ensure_ascii=False),
-            vehicle.get("vin"),
-            vehicle.get("plate"),
-            payload["owner"]["registration"]["region_code"],
-            deadline,
-            utc_now(),
-            [q.id for q in quotes],
-            [q.insurer_code for q in quotes],
-            [q.insurer_name for q in quotes],
-        ],
-    )
-
-
-async def publish_jobs(
-    publisher: ConfirmingPublisher,
-    marks: PublishedJobMarks,
-    application_id: uuid.UUID,
-    deadline: datetime,
-    quotes: list[Quote],
+async def publish_new_jobs(
+    publisher: ConfirmingPublisher, marks: JobMarks, application_id: uuid.UUID, deadline: datetime, quotes: list[Quote]
 ) -> int:
     """Publish after commit; what the broker did not confirm stays for the outbox relay."""
     deadline_epoch = deadline.timestamp()
-    now = time.time()
     jobs = [QuoteJob(str(q.id), str(application_id), q.insurer_code, deadline_epoch) for q in quotes]
-    confirmed = await publisher.publish_many(JOBS_EXCHANGE, [(job.to_message(now), job.insurer_code) for job in jobs])
-    published_ids = [q.id for q, ok in zip(quotes, confirmed, strict=True) if ok]
-    if published_ids:
-        marks.add(published_ids)
-    if len(published_ids) < len(quotes):
+    published = await publish_jobs(publisher, jobs)
+    if published:
+        marks.add(published)
+    if len(published) < len(quotes):
         log.warning(
             "jobs left to the outbox relay",
-            extra={"application_id": str(application_id), "unpublished": len(quotes) - len(published_ids)},
+            extra={"application_id": str(application_id), "unpublished": len(quotes) - len(published)},
         )
-    return len(published_ids)
+    return len(published)
 
 
 async def _readable_id(request: web.Request) -> uuid.UUID:

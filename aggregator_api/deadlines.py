@@ -17,9 +17,10 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from shared.models import Quote, QuoteStatus
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import utc_now
-from shared.quoting.jobs import MalformedJob, QuoteJob
 from shared.quoting.outcome_writer import OutcomeWriter
-from shared.quoting.outcomes import FinalizeRequest, StatusOutcome, finalize_quotes, publish_outcome
+from shared.quoting.outcomes import FinalizeRequest, StatusOutcome, finalize_quotes
+from shared.quoting.publishing import publish_outcome
+from shared.quoting.settlement import HandBack, read_job, settled
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,13 @@ class DeadJobConsumer:
         await self._outcomes.close()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        try:
-            job = QuoteJob.from_body(message.body)
-            quote_id = uuid.UUID(job.quote_id)
-        except (MalformedJob, ValueError):
-            log.warning("dropping an unreadable dead job", extra={"message_id": message.message_id})
-            await message.ack()
-            return
-        try:
-            result = await self._outcomes.finalize(FinalizeRequest(quote_id, outcome_for_dead_job(message)))
-            await publish_outcome(self._publisher, result)
-        except Exception:
-            log.warning("dead job not recorded yet; retrying", extra={"quote_id": job.quote_id}, exc_info=True)
-            await asyncio.sleep(1)  # the database is likely down: do not spin
-            await message.reject(requeue=True)
-            return
-        await message.ack()
+        async with settled(message, "dead-jobs"):
+            job = read_job(message)  # unreadable: rejected, and this queue has no dead-letter exchange
+            try:
+                result = await self._outcomes.finalize(FinalizeRequest(job.quote_uuid, outcome_for_dead_job(message)))
+                await publish_outcome(self._publisher, result)
+            except Exception as exc:
+                raise HandBack("dead job not recorded yet (database unreachable?)") from exc
 
 
 async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:

@@ -10,18 +10,17 @@ workers, event ids).
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from tortoise.transactions import in_transaction
 
 from shared.models import Application, Offer, Quote, QuoteStatus
-from shared.platform.amqp import ConfirmingPublisher, PublishFailed
+from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import utc_now
-from shared.quoting.events import complete_event, event_message, quote_final_event
+from shared.quoting.events import OutboxEvent, complete_event, quote_final_event
 from shared.quoting.jobs import QuoteJob
 from shared.quoting.outcomes import statuses_by_application
-from shared.quoting.topology import JOBS_EXCHANGE, OFFERS_EXCHANGE
+from shared.quoting.publishing import mark_events_published, mark_jobs_published, publish_events, publish_jobs
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +44,14 @@ async def relay_jobs(publisher: ConfirmingPublisher) -> int:
         )
         if not rows:
             return 0
-        now = time.time()
         jobs = [
             QuoteJob(str(r["id"]), str(r["application_id"]), r["insurer_code"], r["deadline"].timestamp()) for r in rows
         ]
-        confirmed = await publisher.publish_many(JOBS_EXCHANGE, [(j.to_message(now), j.insurer_code) for j in jobs])
-        done = [r["id"] for r, ok in zip(rows, confirmed, strict=True) if ok]
-        if done:
-            await Quote.filter(id__in=done).using_db(conn).update(job_published=True)
-    log.info("outbox relayed jobs", extra={"published": len(done), "pending": len(rows) - len(done)})
-    return len(done)
+        published = await publish_jobs(publisher, jobs)
+        if published:
+            await mark_jobs_published(published, conn)
+    log.info("outbox relayed jobs", extra={"published": len(published), "pending": len(rows) - len(published)})
+    return len(published)
 
 
 async def relay_quote_events(publisher: ConfirmingPublisher) -> int:
@@ -70,13 +67,12 @@ async def relay_quote_events(publisher: ConfirmingPublisher) -> int:
         if not quotes:
             return 0
         offers = {o.quote_id: o for o in await Offer.filter(quote_id__in=[q.id for q in quotes]).using_db(conn)}
-        events = [quote_final_event(q, offers.get(q.id)) for q in quotes]
-        confirmed = await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(e), "") for e in events])
-        done = [q.id for q, ok in zip(quotes, confirmed, strict=True) if ok]
-        if done:
-            await Quote.filter(id__in=done).using_db(conn).update(event_published=True)
-    log.info("outbox relayed quote events", extra={"published": len(done)})
-    return len(done)
+        events = [OutboxEvent(quote_final_event(q, offers.get(q.id)), q.application_id, q.id) for q in quotes]
+        published = await publish_events(publisher, events)
+        if published:
+            await mark_events_published(published, conn)
+    log.info("outbox relayed quote events", extra={"published": len(published)})
+    return len(published)
 
 
 async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
@@ -92,18 +88,12 @@ async def relay_complete_events(publisher: ConfirmingPublisher) -> int:
         if not applications:
             return 0
         statuses_of = await statuses_by_application([application.id for application in applications], conn)
-        done = []
-        for application in applications:
-            statuses = statuses_of[application.id]
-            try:
-                await publisher.publish(OFFERS_EXCHANGE, event_message(complete_event(application.id, statuses)))
-            except PublishFailed:
-                break
-            done.append(application.id)
-        if done:
-            await Application.filter(id__in=done).using_db(conn).update(complete_event_published=True)
-    log.info("outbox relayed complete events", extra={"published": len(done)})
-    return len(done)
+        events = [OutboxEvent(complete_event(a.id, statuses_of[a.id]), a.id) for a in applications]
+        published = await publish_events(publisher, events)
+        if published:
+            await mark_events_published(published, conn)
+    log.info("outbox relayed complete events", extra={"published": len(published)})
+    return len(published)
 
 
 async def relay_once(publisher: ConfirmingPublisher) -> int:

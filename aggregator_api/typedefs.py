@@ -7,12 +7,12 @@ from aiohttp import web
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.tasks import BackgroundTasks
 from shared.quoting.insurers import InsurerInfo
-from shared.quoting.publishing import PublishedJobMarks
+from shared.quoting.publishing import JobMarks
 from shared.service.app import AMQP, HUB, SETTINGS, SOCKETS
 
 INSURERS = web.AppKey("insurers", tuple[InsurerInfo, ...])
 PUBLISHER = web.AppKey("publisher", ConfirmingPublisher)
-JOB_MARKS = web.AppKey("job_marks", PublishedJobMarks)
+JOB_MARKS = web.AppKey("job_marks", JobMarks)
 JOB_PUBLISHES = web.AppKey("job_publishes", BackgroundTasks)
 
 __all__ = ["AMQP", "HUB", "INSURERS", "JOB_MARKS", "JOB_PUBLISHES", "PUBLISHER", "SETTINGS", "SOCKETS"]

@@ -11,7 +11,7 @@ its own transaction, as in the pipeline:
   one INSERT … unnest statement);
 - ``worker_db_path_today``: what a worker does per quote besides the insurer call: the read
   (``quote_workers.worker.QUOTE_AND_PAYLOAD``, as on a first delivery),
-  ``shared.quoting.outcomes.finalize_quote`` (one statement) and ``mark_events_published`` (one per
+  ``shared.quoting.outcomes.finalize_quote`` (one statement) and ``shared.quoting.publishing.mark_events_published`` (one per
   quote here; the worker batches them, ``shared.quoting.publishing``), with the ten quotes of an
   application finishing together (fixed sandbox latency), as in the pipeline ("contended"),
   and one quote per application at a time ("spread"), to separate row-lock queueing from
@@ -46,7 +46,8 @@ from shared.models import Quote
 from shared.platform.clock import utc_now
 from shared.platform.db import database
 from shared.quoting import insurers as catalogue
-from shared.quoting.outcomes import OfferOutcome, finalize_quote, mark_events_published
+from shared.quoting.outcomes import OfferOutcome, finalize_quote
+from shared.quoting.publishing import mark_events_published
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
 CONCURRENCY = 10
@@ -151,7 +152,7 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
                 _, rows = await Tortoise.get_connection("default").execute_query(QUOTE_AND_PAYLOAD, [quote_id])
                 assert rows and rows[0]["payload"]
                 result = await finalize_quote(quote_id, outcome, attempts=1)
-                await mark_events_published([result])
+                await mark_events_published(result.events)
 
             for label, quotes in (("contended", contended(parts[0])), ("spread", spread(parts[1]))):
                 meter.start()

@@ -14,6 +14,7 @@ from aiohttp import web
 from core_app.gate import admit
 from core_app.typedefs import AGGREGATOR, SETTINGS
 from shared.intake.access import bearer_token, readable_application_id
+from shared.intake.caller import ACCESS_TOKEN_HEADER
 from shared.platform.http_api import ApiError, dumps, read_json_body, service_unavailable
 from shared.service.app import offers_stream
 
@@ -57,7 +58,7 @@ async def get_application(request: web.Request) -> web.Response:
     headers = client.headers
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None:
-        headers["X-Osago-Access-Token"] = token
+        headers[ACCESS_TOKEN_HEADER] = token
     return await forward(
         request, "GET", f"/api/v1/applications/{request.match_info['application_id']}", headers=headers
     )

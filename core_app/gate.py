@@ -7,31 +7,14 @@ any of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp import web
 
 from core_app.quotas import retry_after_header
 from core_app.typedefs import QUOTAS, SETTINGS
 from shared.intake.api_keys import API_KEY_HEADER, hash_api_key
+from shared.intake.caller import Caller
 from shared.models import Partner
 from shared.platform.http_api import ApiError
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    """Who is calling: a partner (by API key) or a browser (by address)."""
-
-    scope: str
-    partner_id: str | None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """How the aggregator learns who the caller is (it trusts only our service token)."""
-        headers = {"X-Osago-Client-Scope": self.scope}
-        if self.partner_id is not None:
-            headers["X-Osago-Partner-Id"] = self.partner_id
-        return headers
 
 
 def unauthorized() -> ApiError:
@@ -39,20 +22,20 @@ def unauthorized() -> ApiError:
     return ApiError(401, "unauthorized", "a valid X-API-Key is required")
 
 
-async def identify(request: web.Request) -> tuple[Client, float]:
+async def identify(request: web.Request) -> tuple[Caller, float]:
     """The caller and its quota in requests per second; 401 for an unknown API key."""
     api_key = request.headers.get(API_KEY_HEADER)
     if api_key is None:
         address = request.remote or "unknown"
-        return Client(f"browser:{address}", None), request.app[SETTINGS].browser_rps
+        return Caller.browser(address), request.app[SETTINGS].browser_rps
     # Keys are stored as SHA-256: the lookup compares hashes, never the key itself.
     partner = await Partner.get_or_none(api_key_hash=hash_api_key(api_key), active=True)
     if partner is None:
         raise unauthorized()
-    return Client(f"partner:{partner.id}", str(partner.id)), partner.requests_per_second
+    return Caller.partner(str(partner.id)), partner.requests_per_second
 
 
-async def admit(request: web.Request, *, partner_only: bool = False) -> Client:
+async def admit(request: web.Request, *, partner_only: bool = False) -> Caller:
     """The caller, once the API key (401) and then the quota (429) have let it through."""
     if partner_only and API_KEY_HEADER not in request.headers:
         raise unauthorized()

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import web
 
 from quote_workers.adapters.registry import build_adapter
 from quote_workers.resilience import BreakerPolicy, GuardedInsurer, RetryPolicy
 from quote_workers.worker import QuoteWorker
 from shared.platform.amqp import ConfirmingPublisher, robust_connection
 from shared.platform.db import database
-from shared.platform.http_api import json_response
+from shared.platform.health import operator_site
 from shared.platform.log_setup import configure_logging
-from shared.platform.metrics import metrics_handler
 from shared.platform.runtime import new_event_loop, tune_garbage_collector
 from shared.platform.settings import Settings, settings_or_exit
 from shared.quoting import insurers as insurer_catalogue
@@ -31,35 +26,13 @@ SHUTDOWN_GRACE_S = 10.0
 log = logging.getLogger(__name__)
 
 
-@contextlib.asynccontextmanager
-async def operator_endpoints(settings: Settings) -> AsyncIterator[None]:
-    """/metrics and /healthz on OSAGO_PORT when it is set; a worker needs no port otherwise."""
-    if settings.port is None:
-        yield
-        return
-
-    async def healthz(_: web.Request) -> web.Response:
-        return json_response({"status": "ok", "pid": os.getpid()})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
-
-
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     served = insurer_catalogue.select(settings.insurers)
     retry = RetryPolicy(max_tries=settings.retry_max_tries, call_timeout_s=settings.insurer_call_timeout_s)
     breaker = BreakerPolicy(settings.breaker_failures, settings.breaker_recovery_s)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
     async with (
-        operator_endpoints(settings),
+        operator_site(settings.host, settings.port),
         database(settings),
         robust_connection(settings.amqp_url, f"{SERVICE}{settings.instance_name}") as connection,
         aiohttp.ClientSession(connector=connector) as session,

@@ -17,8 +17,7 @@ from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, CircuitBreaker, Circui
 
 from quote_workers.adapters.base import (
     InsurerAdapter,
-    InsurerDeclined,
-    InsurerOffer,
+    InsurerAnswer,
     MalformedAnswerError,
     PermanentInsurerError,
     QuoteRequest,
@@ -26,7 +25,7 @@ from quote_workers.adapters.base import (
 )
 from shared.models import QuoteStatus
 from shared.platform.metrics import BREAKER_TRANSITIONS
-from shared.quoting.outcomes import OfferOutcome, Outcome, StatusOutcome
+from shared.quoting.outcomes import Outcome, StatusOutcome
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ class GuardedInsurer:
         def remaining() -> float:
             return deadline_epoch - time.time()
 
-        async def attempt() -> InsurerOffer | InsurerDeclined:
+        async def attempt() -> InsurerAnswer:
             nonlocal attempts, last_error
             budget = remaining()
             if budget < MIN_ATTEMPT_S:
@@ -136,20 +135,18 @@ class GuardedInsurer:
             return result(StatusOutcome(QuoteStatus.FAILED, f"insurer error after {attempts} attempts: {exc.reason}"))
         except PermanentInsurerError as exc:
             return result(StatusOutcome(QuoteStatus.FAILED, f"insurer error: {exc.reason}"))
-        if isinstance(answer, InsurerDeclined):
-            return result(StatusOutcome(QuoteStatus.DECLINED, answer.reason))
-        return result(OfferOutcome(answer.premium, answer.coefficients, answer.insurer_reference, answer.valid_until))
+        return result(answer)
 
-    async def _call_through_breaker(self, request: QuoteRequest, timeout: float) -> InsurerOffer | InsurerDeclined:
+    async def _call_through_breaker(self, request: QuoteRequest, timeout: float) -> InsurerAnswer:
         if self.breaker.state != STATE_HALF_OPEN:
-            answer: InsurerOffer | InsurerDeclined = await self._guarded_call(request, timeout=timeout)
+            answer: InsurerAnswer = await self._guarded_call(request, timeout=timeout)
             return answer
         # Half-open: the library lets every concurrent call through; one probe is enough.
         if self._probing:
             raise ProbeInFlight
         self._probing = True
         try:
-            probe: InsurerOffer | InsurerDeclined = await self._guarded_call(request, timeout=timeout)
+            probe: InsurerAnswer = await self._guarded_call(request, timeout=timeout)
             return probe
         finally:
             self._probing = False

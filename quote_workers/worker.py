@@ -12,31 +12,28 @@ import json
 import logging
 import os
 import signal
-import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from tortoise import Tortoise
 
 from quote_workers.adapters.base import QuoteRequest
-from quote_workers.resilience import GuardedInsurer
+from quote_workers.resilience import CallResult, GuardedInsurer
 from shared.models import QuoteStatus
 from shared.platform.amqp import ConfirmingPublisher, close_within
-from shared.platform.metrics import INSURER_CALL_SECONDS, POISON_MESSAGES, QUOTES_FINISHED
-from shared.quoting.jobs import MalformedJob, QuoteJob
+from shared.platform.metrics import INSURER_CALL_SECONDS, QUOTES_FINISHED
+from shared.quoting.jobs import QuoteJob
 from shared.quoting.outcome_writer import OutcomeWriter
-from shared.quoting.outcomes import FinalizeRequest, Outcome, StatusOutcome, publish_outcome
-from shared.quoting.publishing import PublishedMarks
+from shared.quoting.outcomes import FinalizeRequest, StatusOutcome, status_of
+from shared.quoting.publishing import EventMarks, publish_outcome
+from shared.quoting.settlement import HandBack, PoisonJob, read_job, settled
 from shared.quoting.topology import declare_job_queues
 
 log = logging.getLogger(__name__)
 
-# After a database or broker failure, wait this long before handing the job back,
-# so an outage does not turn into a hot redelivery loop.
-REQUEUE_DELAY_S = 1.0
+SERVICE = "worker"
 PAYLOAD_CACHE_SIZE = 2048
 # Raw SQL: the worker's one read per application, where building the ORM query cost more
 # than running it.
@@ -45,18 +42,6 @@ SELECT q.insurer_code, q.application_id, q.status, a.payload
 FROM quote q JOIN application a ON a.id = q.application_id WHERE q.id = $1
 """
 NOT_ASKED_IN_TIME = StatusOutcome(QuoteStatus.TIMED_OUT, "the insurer was not asked before the deadline")
-
-
-async def settle(acknowledgement: Awaitable[None], message: AbstractIncomingMessage) -> None:
-    """Ack or reject; on a channel the broker already closed, the broker requeues the job
-    itself, and its redelivery finds the outcome already stored."""
-    try:
-        await acknowledgement
-    except (ChannelInvalidStateError, AMQPError) as exc:
-        log.info(
-            "could not settle a job; the broker will redeliver it",
-            extra={"message_id": message.message_id, "error": type(exc).__name__},
-        )
 
 
 class QuoteWorker:
@@ -77,7 +62,7 @@ class QuoteWorker:
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failpoint = failpoint
-        self._marks = PublishedMarks()
+        self._marks = EventMarks()
         self._outcomes = OutcomeWriter()
         # The jobs of one application arrive together: its payload is read once, not ten times.
         self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -116,71 +101,65 @@ class QuoteWorker:
         assert task is not None
         self._in_flight.add(task)
         try:
-            await self._handle(message)
-        except asyncio.CancelledError:
-            # Shutdown: hand the job back to another worker instead of dead-lettering it.
-            await settle(message.reject(requeue=True), message)
-            raise
+            async with settled(message, SERVICE):
+                await self._process(message)
         finally:
             self._in_flight.discard(task)
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        try:
-            job = QuoteJob.from_body(message.body)
-            quote_id = uuid.UUID(job.quote_id)
-        except (MalformedJob, ValueError):
-            await self._reject_poison(message, "unreadable")
-            return
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        job = read_job(message)
         insurer = self._insurers.get(job.insurer_code)
         if insurer is None:
-            await self._reject_poison(message, "unknown_insurer")
-            return
-        payload = None if message.redelivered else self._payloads.get(job.application_id)
+            raise PoisonJob("unknown_insurer")
+        payload = await self._payload_if_pending(job, redelivered=bool(message.redelivered))
         if payload is None:
-            # A redelivery may be finished work: the database says so (idempotent consumer).
-            try:
-                _, rows = await Tortoise.get_connection("default").execute_query(QUOTE_AND_PAYLOAD, [quote_id])
-            except Exception:
-                await self._requeue_later(message, job, "database unavailable")
-                return
-            quote = rows[0] if rows else None
-            if (
-                quote is None
-                or quote["insurer_code"] != job.insurer_code
-                or str(quote["application_id"]) != job.application_id
-            ):
-                await self._reject_poison(message, "unknown_quote")
-                return
-            if quote["status"] != QuoteStatus.PENDING.value:
-                await settle(message.ack(), message)  # a redelivery of finished work
-                return
-            payload = self._remember_payload(job.application_id, json.loads(quote["payload"]))
-
-        outcome: Outcome
-        if job.remaining() <= 0:
-            outcome, attempts, last_error = NOT_ASKED_IN_TIME, 0, None
-        else:
-            request = QuoteRequest(job.quote_id, job.application_id, job.insurer_code, payload)
-            with INSURER_CALL_SECONDS.labels(job.insurer_code).time():
-                result = await insurer.quote(request, job.deadline_epoch)
-            outcome, attempts, last_error = result.outcome, result.attempts, result.last_error
+            return  # a redelivery of finished work
+        answer = await self._ask(insurer, job, payload)
+        request = FinalizeRequest(job.quote_uuid, answer.outcome, answer.attempts, answer.last_error)
         self._crash_if("after_insurer")
-
         try:
-            finalized = await self._outcomes.finalize(FinalizeRequest(quote_id, outcome, attempts, last_error))
+            finalized = await self._outcomes.finalize(request)
             self._crash_if("after_db")
             published = await publish_outcome(self._publisher, finalized, self._marks)
             self._crash_if("after_publish")
-        except Exception:
-            await self._requeue_later(message, job, "could not store or publish the outcome")
-            return
+        except Exception as exc:
+            raise HandBack("could not store or publish the outcome") from exc
         if finalized.recorded:
-            status = QuoteStatus.OFFERED.value if not isinstance(outcome, StatusOutcome) else outcome.status.value
-            QUOTES_FINISHED.labels(job.insurer_code, status).inc()
+            QUOTES_FINISHED.labels(job.insurer_code, status_of(request.outcome).value).inc()
         if not published:
             log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id})
         self.processed += 1
-        await settle(message.ack(), message)
+
+    async def _payload_if_pending(self, job: QuoteJob, *, redelivered: bool) -> dict[str, Any] | None:
+        """The application to price, or None when the quote is final already.
+
+        A redelivery may be finished work, so the database decides (idempotent consumer);
+        a first delivery of an application seen a moment ago takes its cached payload.
+        """
+        cached = None if redelivered else self._payloads.get(job.application_id)
+        if cached is not None:
+            return cached
+        try:
+            _, rows = await Tortoise.get_connection("default").execute_query(QUOTE_AND_PAYLOAD, [job.quote_uuid])
+        except Exception as exc:
+            raise HandBack("database unavailable") from exc
+        quote = rows[0] if rows else None
+        if (
+            quote is None
+            or quote["insurer_code"] != job.insurer_code
+            or str(quote["application_id"]) != job.application_id
+        ):
+            raise PoisonJob("unknown_quote")
+        if quote["status"] != QuoteStatus.PENDING.value:
+            return None
+        return self._remember_payload(job.application_id, json.loads(quote["payload"]))
+
+    async def _ask(self, insurer: GuardedInsurer, job: QuoteJob, payload: dict[str, Any]) -> CallResult:
+        if job.remaining() <= 0:
+            return CallResult(NOT_ASKED_IN_TIME, attempts=0)
+        request = QuoteRequest(job.quote_id, job.application_id, job.insurer_code, payload)
+        with INSURER_CALL_SECONDS.labels(job.insurer_code).time():
+            return await insurer.quote(request, job.deadline_epoch)
 
     def _remember_payload(self, application_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         self._payloads[application_id] = payload
@@ -193,13 +172,3 @@ class QuoteWorker:
         if self._failpoint == step:
             log.warning("failpoint reached; killing this worker", extra={"failpoint": step})
             os.kill(os.getpid(), signal.SIGKILL)
-
-    async def _reject_poison(self, message: AbstractIncomingMessage, reason: str) -> None:
-        POISON_MESSAGES.labels(reason).inc()
-        log.warning("rejecting a poison job", extra={"reason": reason, "message_id": message.message_id})
-        await settle(message.reject(requeue=False), message)  # dead-lettered, never looped
-
-    async def _requeue_later(self, message: AbstractIncomingMessage, job: QuoteJob, why: str) -> None:
-        log.warning("job handed back", extra={"quote_id": job.quote_id, "why": why}, exc_info=True)
-        await asyncio.sleep(REQUEUE_DELAY_S)
-        await settle(message.reject(requeue=True), message)

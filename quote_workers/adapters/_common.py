@@ -16,7 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from .base import InsurerOffer, PermanentInsurerError, TransientInsurerError
+from shared.quoting.outcomes import OfferOutcome
+
+from .base import PermanentInsurerError, TransientInsurerError
 
 # An OSAGO answer is a few hundred bytes; anything this large is a broken or hostile peer.
 MAX_ANSWER_BYTES = 256 * 1024
@@ -169,7 +171,7 @@ def checked_offer(
     valid_until: datetime,
     *,
     now: datetime | None = None,
-) -> InsurerOffer:
+) -> OfferOutcome:
     """An offer only if it is plausible and self-consistent; otherwise PermanentInsurerError."""
     if isinstance(premium, str):
         if not _PREMIUM.fullmatch(premium):
@@ -199,7 +201,7 @@ def checked_offer(
         raise PermanentInsurerError("offer has already expired")
     if valid_until > now + MAX_VALIDITY:
         raise PermanentInsurerError("offer validity is implausibly long")
-    return InsurerOffer(
+    return OfferOutcome(
         premium=premium.quantize(KOPECK),
         coefficients={code: coefficients[code] for code in COEFFICIENTS},
         insurer_reference=reference,

@@ -1,17 +1,19 @@
 """What every insurer adapter promises: one call in, one classified outcome out.
 
 An adapter speaks one insurer protocol over the wire and maps every answer to
-exactly one of: an ``InsurerOffer``, an ``InsurerDeclined`` (a definitive business
-refusal, never retried), or one of the two exceptions below. Insurer answers are
+exactly one of: an ``OfferOutcome``, a ``declined(reason)`` (a definitive business
+refusal, never retried), or one of the two exceptions below; the first two are the
+outcome types the worker stores as they are. Insurer answers are
 untrusted input: size, schema and sanity are checked before anything is returned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any, Protocol
+
+from shared.models import QuoteStatus
+from shared.quoting.outcomes import OfferOutcome, StatusOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +27,13 @@ class QuoteRequest:
     application: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class InsurerOffer:
-    premium: Decimal  # roubles, two places
-    coefficients: dict[str, str]  # TB, KT, KBM, KVS, KO, KM, KS, KN as decimal strings
-    insurer_reference: str
-    valid_until: datetime  # timezone-aware
+# What an insurer answers is what the worker stores: an offer, or a refusal.
+InsurerAnswer = OfferOutcome | StatusOutcome
 
 
-@dataclass(frozen=True, slots=True)
-class InsurerDeclined:
-    reason: str  # human-readable, shown to the person
+def declined(reason: str) -> StatusOutcome:
+    """A definitive business refusal, never retried; ``reason`` is shown to the person."""
+    return StatusOutcome(QuoteStatus.DECLINED, reason)
 
 
 class InsurerError(Exception):
@@ -59,6 +57,6 @@ class PermanentInsurerError(InsurerError):
 
 
 class InsurerAdapter(Protocol):
-    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerOffer | InsurerDeclined:
+    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerAnswer:
         """Ask the insurer for a price; ``timeout`` bounds the whole call in seconds."""
         ...

@@ -25,11 +25,11 @@ from ._common import (
     view_application,
 )
 from .base import (
-    InsurerDeclined,
-    InsurerOffer,
+    InsurerAnswer,
     MalformedAnswerError,
     PermanentInsurerError,
     QuoteRequest,
+    declined,
 )
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
@@ -76,7 +76,7 @@ def request_body(app: ApplicationView) -> dict[str, Any]:
     }
 
 
-def interpret(raw: bytes) -> InsurerOffer | InsurerDeclined:
+def interpret(raw: bytes) -> InsurerAnswer:
     """A 2xx body → outcome; unparseable is Transient, a wrong shape is a contract break."""
     try:
         answer = _Answer.model_validate_json(raw)
@@ -87,7 +87,7 @@ def interpret(raw: bytes) -> InsurerOffer | InsurerDeclined:
     if answer.status == "refused":
         if answer.refusal is None:
             raise PermanentInsurerError("refusal without a reason object")
-        return InsurerDeclined(clean_reason(answer.refusal.message))
+        return declined(clean_reason(answer.refusal.message))
     quote = answer.quote
     if quote is None:
         raise PermanentInsurerError("priced answer without a quote")
@@ -100,7 +100,7 @@ class JsonApiAdapter:
         self._session = session
         self._url = f"{base_url.rstrip('/')}/json/{insurer.code}/v1/quotes"
 
-    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerOffer | InsurerDeclined:
+    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerAnswer:
         body = json.dumps(request_body(view_application(request.application)), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": request.quote_id}
         async with guarded(timeout):

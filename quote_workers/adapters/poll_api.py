@@ -29,12 +29,12 @@ from ._common import (
     view_application,
 )
 from .base import (
-    InsurerDeclined,
-    InsurerOffer,
+    InsurerAnswer,
     MalformedAnswerError,
     PermanentInsurerError,
     QuoteRequest,
     TransientInsurerError,
+    declined,
 )
 
 # Our own pacing when the insurer gives no hint: start quick, back off gently.
@@ -111,7 +111,7 @@ def parse_status(raw: bytes) -> _Status:
         raise PermanentInsurerError("insurer answer does not match the contract") from None
 
 
-def outcome(status: _Status) -> InsurerOffer | InsurerDeclined | None:
+def outcome(status: _Status) -> InsurerAnswer | None:
     """The final outcome of a polled operation, or None while it is still pending."""
     if status.status == "PENDING":
         return None
@@ -120,7 +120,7 @@ def outcome(status: _Status) -> InsurerOffer | InsurerDeclined | None:
     if status.status == "REJECTED":
         if status.rejection is None:
             raise PermanentInsurerError("rejection without a reason object")
-        return InsurerDeclined(clean_reason(status.rejection.message))
+        return declined(clean_reason(status.rejection.message))
     result = status.result
     if result is None:
         raise PermanentInsurerError("finished operation without a result")
@@ -139,7 +139,7 @@ class PollApiAdapter:
         self._session = session
         self._url = f"{base_url.rstrip('/')}/poll/{insurer.code}/calculations"
 
-    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerOffer | InsurerDeclined:
+    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerAnswer:
         view = view_application(request.application)
         body = json.dumps(request_body(view, request.quote_id), ensure_ascii=False).encode()
         async with guarded(timeout):
@@ -159,7 +159,7 @@ class PollApiAdapter:
             return await self._poll(f"{self._url}/{submitted.operationId}", submitted.retryAfterMs)
         raise AssertionError("unreachable")  # guarded() re-raises; keeps type checkers content
 
-    async def _poll(self, url: str, hint_ms: int | None) -> InsurerOffer | InsurerDeclined:
+    async def _poll(self, url: str, hint_ms: int | None) -> InsurerAnswer:
         own_delay = FIRST_POLL_S
         for _ in range(MAX_POLLS):
             if hint_ms is not None:

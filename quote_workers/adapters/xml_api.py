@@ -27,12 +27,12 @@ from ._common import (
     view_application,
 )
 from .base import (
-    InsurerDeclined,
-    InsurerOffer,
+    InsurerAnswer,
     MalformedAnswerError,
     PermanentInsurerError,
     QuoteRequest,
     TransientInsurerError,
+    declined,
 )
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -84,7 +84,7 @@ def _fault(fault: Element) -> PermanentInsurerError | TransientInsurerError:
     return TransientInsurerError("insurer reported a server fault")
 
 
-def interpret(status: int, raw: bytes) -> InsurerOffer | InsurerDeclined:
+def interpret(status: int, raw: bytes) -> InsurerAnswer:
     if status >= 500:
         try:
             envelope = _parse(raw)
@@ -105,7 +105,7 @@ def interpret(status: int, raw: bytes) -> InsurerOffer | InsurerDeclined:
         raise _fault(fault)
     refusal = body.find(f"{_O}CalculateResponse/{_O}Refusal")
     if refusal is not None:
-        return InsurerDeclined(clean_reason(refusal.text))
+        return declined(clean_reason(refusal.text))
     calculation = body.find(f"{_O}CalculateResponse/{_O}Calculation")
     if calculation is None:
         raise PermanentInsurerError("insurer answer has neither a calculation nor a refusal")
@@ -131,7 +131,7 @@ class XmlApiAdapter:
         self._session = session
         self._url = f"{base_url.rstrip('/')}/xml/{insurer.code}/soap"
 
-    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerOffer | InsurerDeclined:
+    async def request_quote(self, request: QuoteRequest, *, timeout: float) -> InsurerAnswer:
         envelope = request_envelope(view_application(request.application), request.quote_id)
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION}
         async with guarded(timeout):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from aiohttp import web
 
+from shared.platform.health import health_routes
 from shared.platform.settings import Settings
 
 from . import control
@@ -14,8 +13,8 @@ from .protocols.common import MAX_REQUEST_BYTES
 from .state import SANDBOX_KEY, Sandbox
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "pid": os.getpid()})
+async def _nothing_to_wait_for() -> dict[str, bool]:
+    return {}  # the sandbox keeps everything in memory: up is ready
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -29,8 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[SANDBOX_KEY] = Sandbox()
     app.on_shutdown.append(_on_shutdown)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _healthz)
+    app.add_routes(health_routes(_nothing_to_wait_for))
     control.setup(app)
     json_api.setup(app)
     poll_api.setup(app)

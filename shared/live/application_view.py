@@ -11,7 +11,7 @@ from tortoise import Tortoise
 
 from shared.models import Application, ApplicationStatus, Offer, Quote, QuoteStatus
 from shared.platform.clock import iso_utc
-from shared.quoting.events import offer_body, stored_events
+from shared.quoting.events import stored_events, stored_offer_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class ApplicationSnapshot:
             "offers": [
                 {
                     "insurer": {"code": o.insurer_code, "name": names.get(o.insurer_code, o.insurer_code)},
-                    **offer_body(o),
+                    **stored_offer_body(o),
                 }
                 for o in offers
             ],

@@ -12,10 +12,19 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 log = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
+
+# What a channel the broker closed (or a connection that dropped) raises at an ack, a
+# reject or a consume: the broker has requeued what that channel held.
+CHANNEL_GONE: tuple[type[Exception], ...] = (ChannelInvalidStateError, AMQPError, ConnectionError)
+
+
+# aio-pika raises RuntimeError on a connection it has closed.
+_PUBLISH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, RuntimeError, *CHANNEL_GONE)
 
 
 class PublishFailed(RuntimeError):
@@ -96,7 +105,7 @@ class ConfirmingPublisher:
         try:
             async with asyncio.timeout(self._timeout):
                 await exchange.publish(message, routing_key=routing_key, mandatory=True)
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except _PUBLISH_ERRORS as exc:
             raise PublishFailed(f"publish to {exchange_name!r} failed: {type(exc).__name__}: {exc}") from exc
 
     async def publish_many(self, exchange_name: str, messages: list[tuple[aio_pika.Message, str]]) -> list[bool]:

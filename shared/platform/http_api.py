@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -120,16 +119,3 @@ async def read_json_body(request: web.Request, max_bytes: int) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def health_routes(ready_check: Callable[[], Awaitable[dict[str, bool]]]) -> list[web.RouteDef]:
-    async def healthz(_: web.Request) -> web.Response:
-        # The pid lets a supervisor (and the tests) check it reached the process it started.
-        return json_response({"status": "ok", "pid": os.getpid()})
-
-    async def readyz(_: web.Request) -> web.Response:
-        checks = await ready_check()
-        ok = all(checks.values())
-        return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
-
-    return [web.get("/healthz", healthz), web.get("/readyz", readyz)]

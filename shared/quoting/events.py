@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,23 +36,52 @@ def format_kopecks(kopecks: int) -> str:
     return f"{Decimal(kopecks) / 100:.2f}"
 
 
-def offer_body(offer: Offer) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """An event and the outbox flag it clears once the broker confirms it."""
+
+    body: dict[str, Any]
+    application_id: uuid.UUID
+    quote_id: uuid.UUID | None = None  # the quote's final event; None: the application's `complete`
+
+
+def offer_body(
+    offer_id: uuid.UUID, premium_kopecks: int, coefficients: dict[str, str], valid_until: datetime, reference: str
+) -> dict[str, Any]:
     return {
-        "id": str(offer.id),
-        "premium": format_kopecks(offer.premium_kopecks),
+        "id": str(offer_id),
+        "premium": format_kopecks(premium_kopecks),
         "currency": "RUB",
-        "coefficients": offer.coefficients,
-        "valid_until": iso_utc(offer.valid_until),
-        "insurer_reference": offer.insurer_reference,
+        "coefficients": coefficients,
+        "valid_until": iso_utc(valid_until),
+        "insurer_reference": reference,
     }
 
 
+def stored_offer_body(offer: Offer) -> dict[str, Any]:
+    return offer_body(offer.id, offer.premium_kopecks, offer.coefficients, offer.valid_until, offer.insurer_reference)
+
+
+def final_event(
+    quote_id: uuid.UUID,
+    application_id: uuid.UUID,
+    insurer: dict[str, str],
+    status: QuoteStatus,
+    reason: str | None,
+    offer: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A quote's final event: ``offer`` with its body, or ``quote_status`` with the reason."""
+    base = {"event_id": quote_event_id(quote_id), "application_id": str(application_id)}
+    if status is QuoteStatus.OFFERED and offer is not None:
+        return {"type": "offer", **base, "insurer": insurer, "offer": offer}
+    return {"type": "quote_status", **base, "insurer": insurer, "status": status.value, "reason": reason}
+
+
 def quote_final_event(quote: Quote, offer: Offer | None) -> dict[str, Any]:
-    base = {"event_id": quote_event_id(quote.id), "application_id": str(quote.application_id)}
+    """The final event of a stored quote (replays and the outbox relay)."""
     insurer = {"code": quote.insurer_code, "name": quote.insurer_name}
-    if quote.status is QuoteStatus.OFFERED and offer is not None:
-        return {"type": "offer", **base, "insurer": insurer, "offer": offer_body(offer)}
-    return {"type": "quote_status", **base, "insurer": insurer, "status": quote.status.value, "reason": quote.reason}
+    body = None if offer is None else stored_offer_body(offer)
+    return final_event(quote.id, quote.application_id, insurer, quote.status, quote.reason, body)
 
 
 def status_counts(statuses: list[QuoteStatus]) -> dict[str, int]:

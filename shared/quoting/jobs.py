@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,10 @@ class QuoteJob:
     application_id: str
     insurer_code: str
     deadline_epoch: float  # seconds since the epoch, UTC
+
+    @property
+    def quote_uuid(self) -> uuid.UUID:
+        return uuid.UUID(self.quote_id)  # checked by from_body
 
     def remaining(self, now: float | None = None) -> float:
         return self.deadline_epoch - (time.time() if now is None else now)
@@ -56,12 +61,15 @@ class QuoteJob:
             data = json.loads(body)
             if not isinstance(data, dict) or data.get("v") != JOB_SCHEMA_VERSION:
                 raise MalformedJob("unknown job schema version")
-            return cls(
+            job = cls(
                 quote_id=_require_str(data, "quote_id"),
                 application_id=_require_str(data, "application_id"),
                 insurer_code=_require_str(data, "insurer"),
                 deadline_epoch=float(data["deadline"]),
             )
+            uuid.UUID(job.quote_id)
+            uuid.UUID(job.application_id)
+            return job
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedJob(str(exc)) from None
 

@@ -13,16 +13,14 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from shared.models import Offer, Quote, QuoteStatus
-from shared.platform.amqp import ConfirmingPublisher
+from shared.models import QuoteStatus
 from shared.platform.clock import utc_now
-from shared.quoting.events import complete_event, event_message, quote_final_event
-from shared.quoting.topology import OFFERS_EXCHANGE
+from shared.quoting.events import OutboxEvent, complete_event, final_event, offer_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +53,7 @@ class FinalizeResult:
     recorded: bool  # False: the quote was already final (or unknown); nothing changed
     quote_id: uuid.UUID
     application_id: uuid.UUID | None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[OutboxEvent] = field(default_factory=list)
     completed: bool = False
 
 
@@ -160,7 +158,7 @@ async def finalize_quotes(requests: list[FinalizeRequest]) -> list[FinalizeResul
         _FINALIZE,
         [
             [r.quote_id for r in unique],
-            [_status_of(r.outcome).value for r in unique],
+            [status_of(r.outcome).value for r in unique],
             [None if isinstance(r.outcome, OfferOutcome) else r.outcome.reason for r in unique],
             [r.attempts for r in unique],
             [None if r.last_error is None else r.last_error[:500] for r in unique],
@@ -188,11 +186,11 @@ async def finalize_quotes(requests: list[FinalizeRequest]) -> list[FinalizeResul
             results.append(FinalizeResult(recorded=False, quote_id=request.quote_id, application_id=None))
             continue
         completes = completing.get(ended_row["application_id"]) == request.quote_id
-        results.append(_recorded(request, ended_row, offer_ids[request.quote_id], now, statuses if completes else None))
+        results.append(_recorded(request, ended_row, offer_ids[request.quote_id], statuses if completes else None))
     return results
 
 
-def _status_of(outcome: Outcome) -> QuoteStatus:
+def status_of(outcome: Outcome) -> QuoteStatus:
     return QuoteStatus.OFFERED if isinstance(outcome, OfferOutcome) else outcome.status
 
 
@@ -200,83 +198,26 @@ def _recorded(
     request: FinalizeRequest,
     row: dict[str, Any],
     offer_id: uuid.UUID,
-    now: datetime,
     statuses: dict[uuid.UUID, list[QuoteStatus]] | None,
 ) -> FinalizeResult:
     """The result of a recorded request; ``statuses`` is given to the one that completed its application."""
     outcome = request.outcome
     application_id: uuid.UUID = row["application_id"]
-    quote = Quote(
-        id=request.quote_id,
-        application_id=application_id,
-        insurer_code=row["insurer_code"],
-        insurer_name=row["insurer_name"],
-        status=_status_of(outcome),
-        reason=None if isinstance(outcome, OfferOutcome) else outcome.reason,
-        finished_at=now,
-    )
-    offer = (
-        Offer(
-            id=offer_id,
-            quote_id=request.quote_id,
-            application_id=application_id,
-            insurer_code=row["insurer_code"],
-            premium_kopecks=to_kopecks(outcome.premium),
-            coefficients=outcome.coefficients,
-            insurer_reference=outcome.insurer_reference,
-            valid_until=outcome.valid_until,
+    insurer = {"code": row["insurer_code"], "name": row["insurer_name"]}
+    if isinstance(outcome, OfferOutcome):
+        offer = offer_body(
+            offer_id, to_kopecks(outcome.premium), outcome.coefficients, outcome.valid_until, outcome.insurer_reference
         )
-        if isinstance(outcome, OfferOutcome)
-        else None
-    )
+        event = final_event(request.quote_id, application_id, insurer, QuoteStatus.OFFERED, None, offer)
+    else:
+        event = final_event(request.quote_id, application_id, insurer, outcome.status, outcome.reason, None)
     result = FinalizeResult(
         recorded=True,
         quote_id=request.quote_id,
         application_id=application_id,
-        events=[quote_final_event(quote, offer)],
+        events=[OutboxEvent(event, application_id, request.quote_id)],
     )
     if statuses is not None:
         result.completed = True
-        result.events.append(complete_event(application_id, statuses[application_id]))
+        result.events.append(OutboxEvent(complete_event(application_id, statuses[application_id]), application_id))
     return result
-
-
-# Marks what the broker confirmed, for any number of results (the worker batches them,
-# shared.quoting.publishing); the outbox relay publishes whatever stays unmarked.
-MARK_EVENTS_PUBLISHED = """
-WITH quotes_marked AS (UPDATE quote SET event_published = true WHERE id = ANY($1::uuid[]))
-UPDATE application SET complete_event_published = true WHERE id = ANY($2::uuid[])
-"""
-
-
-def published_ids(results: list[FinalizeResult]) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """The quotes whose final events, and the applications whose `complete` events, were published."""
-    quotes = [result.quote_id for result in results]
-    applications = [r.application_id for r in results if r.completed and r.application_id is not None]
-    return quotes, applications
-
-
-async def mark_events_published(results: list[FinalizeResult]) -> None:
-    await Tortoise.get_connection("default").execute_query(MARK_EVENTS_PUBLISHED, list(published_ids(results)))
-
-
-class Marks(Protocol):
-    def add(self, result: FinalizeResult) -> None: ...
-
-
-async def publish_outcome(publisher: ConfirmingPublisher, result: FinalizeResult, marks: Marks | None = None) -> bool:
-    """Publish the result's events; mark them only when every one was confirmed.
-
-    Unconfirmed events stay unmarked for the outbox relay, so a failure here delays
-    an event but never loses it. With ``marks`` the marking is batched (shared.quoting.publishing).
-    """
-    if not result.events:
-        return True
-    confirmed = await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(event), "") for event in result.events])
-    if not all(confirmed):
-        return False
-    if marks is not None:
-        marks.add(result)
-    else:
-        await mark_events_published([result])
-    return True

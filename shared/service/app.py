@@ -19,9 +19,10 @@ from shared.live.offer_hub import OfferHub
 from shared.live.stream import LiveSockets, stream_offers
 from shared.platform.amqp import robust_connection
 from shared.platform.db import database
-from shared.platform.http_api import error_middleware, health_routes, json_response
+from shared.platform.health import health_routes
+from shared.platform.http_api import error_middleware, json_response
 from shared.platform.log_setup import configure_logging
-from shared.platform.metrics import metrics_handler, metrics_middleware
+from shared.platform.metrics import metrics_middleware
 from shared.platform.runtime import new_event_loop, tune_garbage_collector
 from shared.platform.settings import Settings, settings_or_exit
 from shared.service.openapi import openapi_document
@@ -105,7 +106,6 @@ def create_service_app(
     app.cleanup_ctx.extend([database_ctx, amqp_ctx, offer_hub_ctx])
     app.on_shutdown.append(close_sockets)
     app.add_routes(health_routes(lambda: readiness(app)))
-    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
     return app
 

@@ -19,14 +19,16 @@ from aiohttp import web
 from quote_workers.adapters import json_api, poll_api, xml_api
 from quote_workers.adapters._common import MAX_ANSWER_BYTES, checked_offer, clean_reason
 from quote_workers.adapters.base import (
-    InsurerDeclined,
-    InsurerOffer,
+    InsurerAnswer,
     PermanentInsurerError,
     QuoteRequest,
     TransientInsurerError,
+    declined,
 )
 from quote_workers.adapters.registry import build_adapter
+from shared.models import QuoteStatus
 from shared.quoting.insurers import BY_CODE, CATALOGUE
+from shared.quoting.outcomes import OfferOutcome, StatusOutcome
 from tests.integration.sandbox_fixtures import http, sample_application, sandbox_url, set_behaviour, set_kbm
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
@@ -46,12 +48,16 @@ def quote_request(code: str, quote_id: str = "6f1c2c52-0000-4000-8000-0000000000
 
 async def ask(
     http: aiohttp.ClientSession, base: str, code: str, request: QuoteRequest | None = None, timeout: float = 5.0
-) -> InsurerOffer | InsurerDeclined:
+) -> InsurerAnswer:
     adapter = build_adapter(BY_CODE[code], http, base)
     return await adapter.request_quote(request or quote_request(code), timeout=timeout)
 
 
-def consistent(offer: InsurerOffer) -> bool:
+def is_declined(answer: InsurerAnswer) -> bool:
+    return isinstance(answer, StatusOutcome) and answer.status is QuoteStatus.DECLINED
+
+
+def consistent(offer: OfferOutcome) -> bool:
     total = Decimal(1)
     for value in offer.coefficients.values():
         total *= Decimal(value)
@@ -62,7 +68,7 @@ def consistent(offer: InsurerOffer) -> bool:
 async def test_offer(http: aiohttp.ClientSession, sandbox_url: str, code: str) -> None:
     await set_behaviour(http, sandbox_url, code, latency_ms=FAST)
     offer = await ask(http, sandbox_url, code)
-    assert isinstance(offer, InsurerOffer)
+    assert isinstance(offer, OfferOutcome)
     assert list(offer.coefficients) == ["TB", "KT", "KBM", "KVS", "KO", "KM", "KS", "KN"]
     assert consistent(offer) and offer.premium == offer.premium.quantize(Decimal("0.01"))
     assert offer.valid_until.tzinfo is not None and offer.valid_until > datetime.now(UTC)
@@ -77,7 +83,7 @@ async def test_idempotent_repeat_keeps_reference_and_price(
     first = await ask(http, sandbox_url, code, quote_request(code, "q-same"))
     again = await ask(http, sandbox_url, code, quote_request(code, "q-same"))
     other = await ask(http, sandbox_url, code, quote_request(code, "q-other"))
-    assert isinstance(first, InsurerOffer) and isinstance(again, InsurerOffer) and isinstance(other, InsurerOffer)
+    assert isinstance(first, OfferOutcome) and isinstance(again, OfferOutcome) and isinstance(other, OfferOutcome)
     assert (again.insurer_reference, again.premium) == (first.insurer_reference, first.premium)
     assert other.insurer_reference != first.insurer_reference
 
@@ -95,14 +101,14 @@ async def test_declined_by_underwriting_rules(
 ) -> None:
     await set_behaviour(http, sandbox_url, code, latency_ms=FAST)
     outcome = await ask(http, sandbox_url, code, quote_request(code, **changes))
-    assert isinstance(outcome, InsurerDeclined) and reason_part in outcome.reason
+    assert is_declined(outcome) and reason_part in outcome.reason
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
 async def test_declined_in_refuse_mode(http: aiohttp.ClientSession, sandbox_url: str, code: str) -> None:
     await set_behaviour(http, sandbox_url, code, mode="refuse", latency_ms=FAST, reason="Нет бланков\u202e\n")
     outcome = await ask(http, sandbox_url, code)
-    assert outcome == InsurerDeclined("Нет бланков")  # control characters stripped
+    assert outcome == declined("Нет бланков")  # control characters stripped
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
@@ -129,7 +135,7 @@ async def test_slow_within_budget_is_an_offer_and_beyond_it_transient(
 ) -> None:
     await set_behaviour(http, sandbox_url, code, mode="slow", latency_ms=[300, 300])
     began = time.monotonic()
-    assert isinstance(await ask(http, sandbox_url, code, timeout=2.0), InsurerOffer)
+    assert isinstance(await ask(http, sandbox_url, code, timeout=2.0), OfferOutcome)
     assert time.monotonic() - began >= 0.29
     with pytest.raises(TransientInsurerError):
         await ask(http, sandbox_url, code, timeout=0.15)
@@ -155,7 +161,7 @@ async def test_every_insurer_quotes_the_sample_and_kbm_is_shared(http: aiohttp.C
         await set_behaviour(http, sandbox_url, insurer.code, latency_ms=FAST)
     await set_kbm(http, sandbox_url, "7701123456", "13")
     outcomes = await asyncio.gather(*(ask(http, sandbox_url, insurer.code) for insurer in CATALOGUE))
-    offers = [o for o in outcomes if isinstance(o, InsurerOffer)]
+    offers = [o for o in outcomes if isinstance(o, OfferOutcome)]
     assert len(offers) == len(CATALOGUE)
     assert {o.coefficients["KBM"] for o in offers} == {"0.46"}  # one register for every insurer
     assert len({o.premium for o in offers}) >= 5  # base rates differ between companies
@@ -165,11 +171,11 @@ async def test_unlimited_drivers_use_the_owner_class(http: aiohttp.ClientSession
     await set_behaviour(http, sandbox_url, "don", latency_ms=FAST)
     await set_kbm(http, sandbox_url, "4510123456", "M")
     outcome = await ask(http, sandbox_url, "don", quote_request("don", drivers=[], unlimited_drivers=True))
-    assert isinstance(outcome, InsurerDeclined)  # Don refuses unlimited drivers for a bad class
+    assert is_declined(outcome)  # Don refuses unlimited drivers for a bad class
     await set_behaviour(http, sandbox_url, "ural", latency_ms=FAST)
     await set_kbm(http, sandbox_url, "4510123456", "7")
     offer = await ask(http, sandbox_url, "ural", quote_request("ural", drivers=[], unlimited_drivers=True))
-    assert isinstance(offer, InsurerOffer)
+    assert isinstance(offer, OfferOutcome)
     assert offer.coefficients["KBM"] == "0.78" and offer.coefficients["KVS"] == "1"
 
 
@@ -244,7 +250,7 @@ async def test_untrusted_json_answers(
 ) -> None:
     hostile.answers["sever"] = (status, body)
     if expected is None:
-        assert isinstance(await ask(http, hostile.url, "sever"), InsurerOffer | InsurerDeclined)
+        assert isinstance(await ask(http, hostile.url, "sever"), InsurerAnswer)
     else:
         with pytest.raises(expected):
             await ask(http, hostile.url, "sever")
@@ -274,7 +280,7 @@ def test_poll_and_xml_interpretation_rejects_inconsistent_answers() -> None:
                 b"</soap:Envelope>"
             ),
         )
-    assert json_api.interpret(b'{"status": "refused", "refusal": {"message": "x"}}') == InsurerDeclined("x")
+    assert json_api.interpret(b'{"status": "refused", "refusal": {"message": "x"}}') == declined("x")
 
 
 def test_offer_sanity_helpers() -> None:

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from aggregator_api.typedefs import HUB, PUBLISHER
 from shared.models import Application, Quote, QuoteStatus
-from shared.quoting.outcomes import StatusOutcome, finalize_quote, publish_outcome
+from shared.quoting.outcomes import StatusOutcome, finalize_quote
+from shared.quoting.publishing import publish_outcome
 from tests.integration.conftest import SERVICE_TOKEN
 from tests.support.samples import sample_application
 

@@ -12,8 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from aggregator_api.applications import Caller, store_application
+from shared.intake.caller import Caller
 from shared.intake.schema import parse_application
+from shared.intake.store import store_application
 from shared.models import Application, Offer, Quote, QuoteStatus
 from shared.platform.clock import moscow_today, utc_now
 from shared.platform.db import database
@@ -61,7 +62,7 @@ async def test_a_batch_records_each_quote_once_and_completes_its_application_onc
     results = await finalize_quotes([FinalizeRequest(q, DECLINED) for q in rest])
     completed = [r for r in results if r.completed]
     assert len(completed) == 1 and all(r.recorded for r in results)
-    complete_event = completed[0].events[-1]
+    complete_event = completed[0].events[-1].body
     assert complete_event["type"] == "complete"
     stored = await Application.get(id=application_id)
     assert stored.status == "complete" and stored.pending_quotes == 0 and stored.completed_at is not None
