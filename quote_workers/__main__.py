@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -18,6 +21,7 @@ from shared.platform.log_setup import configure_logging
 from shared.platform.runtime import new_event_loop, tune_garbage_collector
 from shared.platform.settings import Settings, settings_or_exit
 from shared.quoting import insurers as insurer_catalogue
+from shared.quoting.settlement import Answer
 from shared.quoting.topology import declare_offers_exchange
 
 SERVICE = "worker"
@@ -26,7 +30,8 @@ SHUTDOWN_GRACE_S = 10.0
 log = logging.getLogger(__name__)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+async def run(settings: Settings, stop: asyncio.Event, *, burst: int | None = None) -> Counter[Answer]:
+    """Serve until ``stop`` is set, or (``burst``) until that many jobs are settled; how each was."""
     served = insurer_catalogue.select(settings.insurers)
     retry = RetryPolicy(max_tries=settings.retry_max_tries, call_timeout_s=settings.insurer_call_timeout_s)
     breaker = BreakerPolicy(settings.breaker_failures, settings.breaker_recovery_s)
@@ -51,12 +56,24 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             deadline_s=settings.quote_deadline_s,
             prefetch=settings.worker_prefetch,
             failpoint=settings.failpoint,
+            burst=burst,
         )
         await worker.start(connection)
         log.info("worker consuming", extra={"insurers": ",".join(guarded)})
-        await stop.wait()
+        await first_of(stop.wait(), worker.burst_done.wait())
         log.info("worker stopping", extra={"in_flight_grace_s": SHUTDOWN_GRACE_S})
         await worker.stop(SHUTDOWN_GRACE_S)
+        return worker.answers
+
+
+async def first_of(*waits: Coroutine[Any, Any, object]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def main() -> None:

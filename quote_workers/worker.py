@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import signal
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +28,7 @@ from shared.quoting.jobs import QuoteJob
 from shared.quoting.outcome_writer import OutcomeWriter
 from shared.quoting.outcomes import FinalizeRequest, StatusOutcome, status_of
 from shared.quoting.publishing import EventMarks, publish_outcome
-from shared.quoting.settlement import HandBack, PoisonJob, read_job, settled
+from shared.quoting.settlement import Answer, HandBack, PoisonJob, Settlement, read_job, settled
 from shared.quoting.topology import declare_job_queues
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class QuoteWorker:
         deadline_s: float,
         prefetch: int,
         failpoint: str = "",
+        burst: int | None = None,
     ) -> None:
         self._insurers = dict(insurers)
         self._publisher = publisher
@@ -68,6 +69,11 @@ class QuoteWorker:
         self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._connection: AbstractRobustConnection | None = None
         self.processed = 0
+        # How every job taken so far was settled; with ``burst``, ``burst_done`` is set once
+        # that many are (arq's burst mode: a harness runs the real worker for N jobs).
+        self.answers: Counter[Answer] = Counter()
+        self._burst = burst
+        self.burst_done = asyncio.Event()
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         self._connection = connection
@@ -100,11 +106,20 @@ class QuoteWorker:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
+        settlement = Settlement()
         try:
-            async with settled(message, SERVICE):
+            async with settled(message, SERVICE) as settlement:
                 await self._process(message)
         finally:
             self._in_flight.discard(task)
+            self._count(settlement.answer)
+
+    def _count(self, answer: Answer | None) -> None:
+        if answer is None:
+            return
+        self.answers[answer] += 1
+        if self._burst is not None and self.answers.total() >= self._burst:
+            self.burst_done.set()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         job = read_job(message)

@@ -20,6 +20,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -49,6 +51,22 @@ class HandBack(Exception):
         self.delay_s = delay_s
 
 
+class Answer(StrEnum):
+    """How a job was settled."""
+
+    ACKED = "acked"
+    POISON = "poison"
+    HANDED_BACK = "handed_back"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class Settlement:
+    """Filled in when the ``settled`` block has been answered."""
+
+    answer: Answer | None = None
+
+
 def read_job(message: AbstractIncomingMessage) -> QuoteJob:
     try:
         return QuoteJob.from_body(message.body)
@@ -57,11 +75,13 @@ def read_job(message: AbstractIncomingMessage) -> QuoteJob:
 
 
 @asynccontextmanager
-async def settled(message: AbstractIncomingMessage, consumer: str) -> AsyncIterator[None]:
+async def settled(message: AbstractIncomingMessage, consumer: str) -> AsyncIterator[Settlement]:
     """Answer the broker for ``message`` by how the block ended (see the module's docstring)."""
+    settlement = Settlement()
     try:
-        yield
+        yield settlement
     except PoisonJob as exc:
+        settlement.answer = Answer.POISON
         POISON_MESSAGES.labels(exc.reason).inc()
         log.warning(
             "rejecting a poison job",
@@ -69,6 +89,7 @@ async def settled(message: AbstractIncomingMessage, consumer: str) -> AsyncItera
         )
         await _answer(message.reject(requeue=False), message)
     except HandBack as exc:
+        settlement.answer = Answer.HANDED_BACK
         log.warning(
             "job handed back",
             extra={"consumer": consumer, "why": exc.why, "message_id": message.message_id},
@@ -77,13 +98,16 @@ async def settled(message: AbstractIncomingMessage, consumer: str) -> AsyncItera
         await asyncio.sleep(exc.delay_s)
         await _answer(message.reject(requeue=True), message)
     except asyncio.CancelledError:
+        settlement.answer = Answer.CANCELLED
         await _answer(message.reject(requeue=True), message)
         raise
     except Exception:
+        settlement.answer = Answer.HANDED_BACK
         log.exception("job failed unexpectedly; handing it back", extra={"consumer": consumer})
         await asyncio.sleep(HAND_BACK_DELAY_S)
         await _answer(message.reject(requeue=True), message)
     else:
+        settlement.answer = Answer.ACKED
         await _answer(message.ack(), message)
 
 
