@@ -8,7 +8,7 @@ import aiohttp
 import aiohttp_cors
 from aiohttp import web
 
-from core_app import applications, page, partners
+from core_app import application_list, applications, page
 from core_app.quotas import QuotaBook
 from core_app.typedefs import AGGREGATOR, QUOTAS
 from shared.platform.settings import Settings
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     # share one resource (aiohttp-cors refuses preflights on split resources).
     rest = [
         router.add_post("/api/v1/applications", applications.create_application),
-        router.add_get("/api/v1/applications", partners.list_applications, allow_head=False),
+        router.add_get("/api/v1/applications", application_list.list_applications, allow_head=False),
         router.add_get("/api/v1/applications/{application_id}", applications.get_application, allow_head=False),
         router.add_get("/api/v1/reference", page.reference, allow_head=False),
     ]

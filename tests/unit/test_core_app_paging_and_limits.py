@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from multidict import MultiDict, MultiDictProxy
 
-from core_app.partners import MAX_LIMIT, Cursor, parse_page_request
+from core_app.application_list import MAX_LIMIT, Cursor, parse_page_request
 from shared.platform.http_api import ApiError
 from shared.platform.settings import Settings, SettingsError
 
