@@ -104,6 +104,11 @@ async def statuses(settings: Settings, jobs: list[QuoteJob]) -> dict[str, QuoteS
         return {q.insurer_code: q.status for q in quotes}
 
 
+async def answer_at_once(http: aiohttp.ClientSession, sandbox: str) -> None:
+    for code in INSURERS:
+        await set_behaviour(http, sandbox, code, mode="ok", latency_ms=[0, 10])
+
+
 async def insurer_calls(http: aiohttp.ClientSession, sandbox: str) -> int:
     """Quote ids the sandbox was asked about (it remembers each as an idempotency key)."""
     async with http.get(f"{sandbox}/sandbox/stats") as response:
@@ -115,8 +120,7 @@ async def test_a_burst_prices_every_job_and_stores_each_outcome(
     own_infrastructure: RunInfrastructure, sandbox_url: str, http: aiohttp.ClientSession
 ) -> None:
     settings = worker_settings(own_infrastructure, sandbox_url)
-    for code in INSURERS:
-        await set_behaviour(http, sandbox_url, code, mode="ok", latency_ms=[0, 10])
+    await answer_at_once(http, sandbox_url)
     jobs = await new_application(settings)
     await publish(settings, *((job.insurer_code, job_body(job)) for job in jobs))
 
@@ -174,8 +178,7 @@ async def test_a_job_that_cannot_reach_the_database_is_handed_back_then_finished
     own_infrastructure: RunInfrastructure, sandbox_url: str, http: aiohttp.ClientSession
 ) -> None:
     settings = worker_settings(own_infrastructure, sandbox_url)
-    for code in INSURERS:
-        await set_behaviour(http, sandbox_url, code, mode="ok", latency_ms=[0, 10])
+    await answer_at_once(http, sandbox_url)
     jobs = await new_application(settings)
     job = jobs[0]
     await publish(settings, (job.insurer_code, job_body(job)))
