@@ -85,7 +85,7 @@ class ConfirmingPublisher:
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, timeout: float) -> ConfirmingPublisher:
-        # on_return_raises: an unroutable job (no queue bound) must fail, not vanish.
+        # on_return_raises: an unroutable mandatory message (no queue bound) must fail, not vanish.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         return cls(connection, channel, timeout)
 
@@ -96,7 +96,11 @@ class ConfirmingPublisher:
     def register(self, exchange: AbstractExchange) -> None:
         self._exchanges[exchange.name] = exchange
 
-    async def publish(self, exchange_name: str, message: aio_pika.Message, routing_key: str = "") -> None:
+    async def publish(
+        self, exchange_name: str, message: aio_pika.Message, routing_key: str = "", *, mandatory: bool = True
+    ) -> None:
+        """``mandatory``: a message no queue takes fails (a job must reach a queue); without it the
+        broker confirms and drops it (an event nobody listens to is no loss: it is in the database)."""
         exchange = self._exchanges[exchange_name]
         if not self._connection.connected.is_set():
             # A robust connection would hold the publish until it reconnects; callers
@@ -104,14 +108,16 @@ class ConfirmingPublisher:
             raise PublishFailed(f"publish to {exchange_name!r} failed: broker unreachable")
         try:
             async with asyncio.timeout(self._timeout):
-                await exchange.publish(message, routing_key=routing_key, mandatory=True)
+                await exchange.publish(message, routing_key=routing_key, mandatory=mandatory)
         except _PUBLISH_ERRORS as exc:
             raise PublishFailed(f"publish to {exchange_name!r} failed: {type(exc).__name__}: {exc}") from exc
 
-    async def publish_many(self, exchange_name: str, messages: list[tuple[aio_pika.Message, str]]) -> list[bool]:
+    async def publish_many(
+        self, exchange_name: str, messages: list[tuple[aio_pika.Message, str]], *, mandatory: bool = True
+    ) -> list[bool]:
         """Publish concurrently (confirms pipeline); True per message the broker confirmed."""
         results: list[Any] = await asyncio.gather(
-            *(self.publish(exchange_name, message, key) for message, key in messages), return_exceptions=True
+            *(self.publish(exchange_name, message, key, mandatory=mandatory) for message, key in messages), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, PublishFailed):

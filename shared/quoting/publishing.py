@@ -56,8 +56,14 @@ async def mark_jobs_published(quote_ids: Sequence[uuid.UUID], connection: BaseDB
 
 
 async def publish_events(publisher: ConfirmingPublisher, events: Sequence[OutboxEvent]) -> list[OutboxEvent]:
-    """Publish concurrently; the events the broker confirmed."""
-    confirmed = await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(e.body), "") for e in events])
+    """Publish concurrently; the events the broker confirmed.
+
+    Not mandatory: with no core app up (a rolling deploy, a crash) no queue is bound to the
+    fanout, and a returned event would stay unmarked and be relayed again and again. Events
+    are hints; a socket opened later reads them from the database.
+    """
+    messages = [(event_message(e.body), "") for e in events]
+    confirmed = await publisher.publish_many(OFFERS_EXCHANGE, messages, mandatory=False)
     return [event for event, ok in zip(events, confirmed, strict=True) if ok]
 
 

@@ -25,7 +25,7 @@ from quote_workers.__main__ import run
 from shared.intake.caller import Caller
 from shared.intake.schema import parse_application
 from shared.intake.store import store_application
-from shared.models import Quote, QuoteStatus
+from shared.models import Application, Quote, QuoteStatus
 from shared.platform.clock import moscow_today, utc_now
 from shared.platform.db import database
 from shared.platform.settings import Settings
@@ -128,6 +128,11 @@ async def test_a_burst_prices_every_job_and_stores_each_outcome(
 
     assert answers == Counter({Answer.ACKED: 3})
     assert await statuses(settings, jobs) == {code: QuoteStatus.OFFERED for code in INSURERS}
+    # Nobody consumes the offers fanout in this vhost: the events still count as published
+    # (confirmed, not returned), so the outbox relay does not publish them again and again.
+    async with database(settings):
+        assert await Quote.filter(id__in=[job.quote_id for job in jobs], event_published=False).count() == 0
+        assert await Application.get(id=jobs[0].application_id).values_list("complete_event_published", flat=True)
 
 
 async def test_poison_jobs_are_rejected_once_each_and_dead_lettered(
