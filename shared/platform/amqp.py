@@ -117,7 +117,8 @@ class ConfirmingPublisher:
     ) -> list[bool]:
         """Publish concurrently (confirms pipeline); True per message the broker confirmed."""
         results: list[Any] = await asyncio.gather(
-            *(self.publish(exchange_name, message, key, mandatory=mandatory) for message, key in messages), return_exceptions=True
+            *(self.publish(exchange_name, message, key, mandatory=mandatory) for message, key in messages),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, PublishFailed):
