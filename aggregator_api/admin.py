@@ -1,6 +1,7 @@
 """``osago-admin``: operator commands (the aggregator API owns the schema).
 
-osago-admin migrate                          create the database if missing, apply migrations
+osago-admin migrate                          create the database if missing, apply migrations,
+                                             rebuild job queues an older release made (jobs kept)
 osago-admin create-partner --name N --rps R  create a partner; its API key is the last line printed
 """
 
@@ -20,6 +21,9 @@ from shared.intake.api_keys import hash_api_key, new_api_key
 from shared.models import Partner
 from shared.platform.db import create_database_if_missing, tortoise_config
 from shared.platform.settings import Settings, settings_or_exit
+from shared.quoting.insurers import CATALOGUE
+from shared.quoting.queue_upgrade import upgrade_job_queues
+from shared.quoting.topology import job_queue_name
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
@@ -43,6 +47,9 @@ async def _migrate(settings: Settings) -> list[str]:
     finally:
         await command.aclose()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema is current)'}")
+    rebuilt = await upgrade_job_queues(settings.amqp_url, [insurer.code for insurer in CATALOGUE])
+    for code, moved in rebuilt.items():
+        print(f"job queue {job_queue_name(code)} rebuilt for this release; {moved} jobs kept")
     return applied
 
 

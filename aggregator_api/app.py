@@ -44,7 +44,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher = await ConfirmingPublisher.open(app[AMQP], settings.publish_timeout_s)
     # Declared here too, so that jobs are routable before any worker has started.
     codes = [insurer.code for insurer in app[INSURERS]]
-    await declare_job_queues(publisher.channel, codes, settings.quote_deadline_s)
+    await declare_job_queues(publisher.channel, codes)
     publisher.register(await declare_jobs_exchange(publisher.channel))
     publisher.register(await declare_offers_exchange(publisher.channel))
     app[PUBLISHER] = publisher

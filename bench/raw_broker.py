@@ -117,7 +117,7 @@ async def run(count: int = 20_000) -> dict[str, Any]:
             pub = await publisher_conn.channel(publisher_confirms=True, on_return_raises=True)
             sub = await consumer_conn.channel()
             await sub.set_qos(prefetch_count=PREFETCH)
-            queue = (await declare_job_queues(sub, [INSURER], infra.deadline_s))[INSURER]
+            queue = (await declare_job_queues(sub, [INSURER]))[INSURER]
             jobs = await pub.get_exchange(JOBS_EXCHANGE)
             deadline = time.time() + 3600
             job_size = len(_job(deadline).body)

@@ -22,7 +22,7 @@ from shared.platform.runtime import new_event_loop, tune_garbage_collector
 from shared.platform.settings import Settings, settings_or_exit
 from shared.quoting import insurers as insurer_catalogue
 from shared.quoting.settlement import Answer
-from shared.quoting.topology import declare_offers_exchange
+from shared.quoting.topology import declare_offers_exchange, exit_on_topology_mismatch
 
 SERVICE = "worker"
 SHUTDOWN_GRACE_S = 10.0
@@ -53,7 +53,6 @@ async def run(settings: Settings, stop: asyncio.Event, *, burst: int | None = No
         worker = QuoteWorker(
             guarded,
             publisher,
-            deadline_s=settings.quote_deadline_s,
             prefetch=settings.worker_prefetch,
             failpoint=settings.failpoint,
             burst=burst,
@@ -89,7 +88,7 @@ def main() -> None:
         await run(settings, stop)
 
     tune_garbage_collector()
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    with exit_on_topology_mismatch(log), asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve())
 
 

@@ -50,14 +50,12 @@ class QuoteWorker:
         insurers: Mapping[str, GuardedInsurer],
         publisher: ConfirmingPublisher,
         *,
-        deadline_s: float,
         prefetch: int,
         failpoint: str = "",
         burst: int | None = None,
     ) -> None:
         self._insurers = dict(insurers)
         self._publisher = publisher
-        self._deadline_s = deadline_s
         self._prefetch = prefetch
         self._channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
@@ -79,7 +77,7 @@ class QuoteWorker:
         self._connection = connection
         self._channel = await connection.channel()
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        queues = await declare_job_queues(self._channel, self._insurers, self._deadline_s)
+        queues = await declare_job_queues(self._channel, self._insurers)
         for queue in queues.values():
             self._consumers.append((queue, await queue.consume(self.handle)))
 

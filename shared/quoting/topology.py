@@ -1,15 +1,23 @@
 """Every exchange, queue and queue argument, declared in one place.
 
 Any process may start first, so each declares what it uses; re-declaring with the
-same arguments is a no-op for the broker. Changing an argument of an existing queue
-is refused by the broker (406 PRECONDITION_FAILED), so a mismatch is turned into a
-start-up error that names the setting instead of a closed channel.
+same arguments is a no-op for the broker. The arguments depend on no setting: the
+deadline travels in each job (a per-message expiration equal to what is left until its
+application's deadline), so changing ``OSAGO_QUOTE_DEADLINE_S`` needs nothing here.
+
+Changing an argument of an existing queue is refused by the broker (406
+PRECONDITION_FAILED). Queues made by an older release (which carried the deadline as
+``x-message-ttl``) are rebuilt by ``upgrade_job_queues`` (run by ``osago-admin migrate``),
+which moves their jobs aside and back without losing one; a service that meets such a
+queue stops with an error that says so instead of a closed channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TypedDict
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -27,39 +35,37 @@ JOB_DELIVERY_LIMIT = 5
 DEAD_JOBS_TTL_MS = 24 * 3600 * 1000
 
 
-class JobQueueArguments(TypedDict):
-    """Quorum queue: replicated, counts deliveries, dead-letters expired messages promptly."""
-
-    x_queue_type: str
-    x_message_ttl: int
-    x_dead_letter_exchange: str
-    x_delivery_limit: int
-
-
 class TopologyMismatch(RuntimeError):
-    """A queue exists with other arguments than this process would declare."""
+    """A queue exists with other arguments than this release declares."""
+
+
+@contextlib.contextmanager
+def exit_on_topology_mismatch(log: logging.Logger) -> Iterator[None]:
+    """A service entry point meeting an older release's queue says what to run, and exits 2."""
+    try:
+        yield
+    except TopologyMismatch as exc:
+        log.error("cannot start: %s", exc)
+        raise SystemExit(2) from None
 
 
 def job_queue_name(insurer_code: str) -> str:
     return f"osago.quote.jobs.{insurer_code}"
 
 
-def job_queue_arguments(deadline_s: float) -> FieldTable:
-    return {
-        "x-queue-type": "quorum",
-        "x-message-ttl": int(deadline_s * 1000),
-        "x-dead-letter-exchange": DEAD_JOBS_EXCHANGE,
-        "x-delivery-limit": JOB_DELIVERY_LIMIT,
-    }
+# Quorum queue: replicated, counts deliveries, dead-letters expired messages promptly.
+JOB_QUEUE_ARGUMENTS: FieldTable = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-exchange": DEAD_JOBS_EXCHANGE,
+    "x-delivery-limit": JOB_DELIVERY_LIMIT,
+}
 
 
 async def declare_jobs_exchange(channel: AbstractChannel) -> AbstractExchange:
     return await channel.declare_exchange(JOBS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
 
 
-async def declare_job_queues(
-    channel: AbstractChannel, insurer_codes: Iterable[str], deadline_s: float
-) -> dict[str, AbstractQueue]:
+async def declare_job_queues(channel: AbstractChannel, insurer_codes: Iterable[str]) -> dict[str, AbstractQueue]:
     """The jobs exchange, one durable queue per insurer, and the dead-letter path."""
     jobs = await declare_jobs_exchange(channel)
     await declare_dead_jobs_queue(channel)
@@ -67,15 +73,28 @@ async def declare_job_queues(
     for code in insurer_codes:
         name = job_queue_name(code)
         try:
-            queue = await channel.declare_queue(name, durable=True, arguments=job_queue_arguments(deadline_s))
-        except ChannelPreconditionFailed as exc:
+            queue = await channel.declare_queue(name, durable=True, arguments=JOB_QUEUE_ARGUMENTS)
+        except (ChannelPreconditionFailed, asyncio.CancelledError) as exc:
+            if not refused_as_inequivalent(exc):
+                raise
             raise TopologyMismatch(
-                f"queue {name} exists with other arguments than OSAGO_QUOTE_DEADLINE_S={deadline_s} gives; "
-                "delete the queue or use the deadline it was made with"
-            ) from exc
+                f"queue {name} was made by an older release (other arguments); "
+                "run `osago-admin migrate`, which rebuilds it and keeps its jobs"
+            ) from None
         await queue.bind(jobs, routing_key=code)
         queues[code] = queue
     return queues
+
+
+def refused_as_inequivalent(exc: BaseException) -> bool:
+    """The broker refused a declaration's arguments. aio-pika raises that as
+    ChannelPreconditionFailed, or, when the closing channel cancels the pending call, as a
+    CancelledError carrying the broker's text: told apart from a real cancellation of
+    this task by the task's own cancellation count."""
+    if isinstance(exc, ChannelPreconditionFailed):
+        return True
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling() and "PRECONDITION_FAILED" in str(exc)
 
 
 async def declare_dead_jobs_queue(channel: AbstractChannel) -> AbstractQueue:

@@ -32,8 +32,17 @@ from shared.platform.settings import Settings
 from shared.quoting import insurers as catalogue
 from shared.quoting.jobs import QuoteJob
 from shared.quoting.outcomes import StatusOutcome, finalize_quote
+from shared.quoting.queue_upgrade import upgrade_job_queues
 from shared.quoting.settlement import Answer
-from shared.quoting.topology import DEAD_JOBS_QUEUE, JOBS_EXCHANGE, declare_job_queues
+from shared.quoting.topology import (
+    DEAD_JOBS_EXCHANGE,
+    DEAD_JOBS_QUEUE,
+    JOBS_EXCHANGE,
+    TopologyMismatch,
+    declare_job_queues,
+    declare_jobs_exchange,
+    job_queue_name,
+)
 from tests.integration.sandbox_fixtures import http, sandbox_url, set_behaviour
 from tests.support.infrastructure import RunInfrastructure, private_infrastructure
 from tests.support.samples import sample_application
@@ -53,7 +62,7 @@ async def own_infrastructure() -> AsyncIterator[RunInfrastructure]:
 
 
 def worker_settings(infrastructure: RunInfrastructure, sandbox: str, **overrides: Any) -> Settings:
-    return infrastructure.settings(insurers=INSURERS, sandbox_url=sandbox, **overrides)
+    return infrastructure.settings(**{"insurers": INSURERS, "sandbox_url": sandbox, **overrides})
 
 
 async def run_burst(settings: Settings, jobs: int) -> Counter[Answer]:
@@ -79,7 +88,7 @@ async def publish(settings: Settings, *messages: tuple[str, bytes]) -> None:
     """Publish raw job bodies (routing key, body), declaring the topology first, with confirms."""
     async with await aio_pika.connect(settings.amqp_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
-        await declare_job_queues(channel, INSURERS, settings.quote_deadline_s)
+        await declare_job_queues(channel, INSURERS)
         exchange = await channel.get_exchange(JOBS_EXCHANGE)
         for routing_key, body in messages:
             message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
@@ -203,3 +212,43 @@ async def test_a_job_that_cannot_reach_the_database_is_handed_back_then_finished
         await proxy.down()
     assert second == Counter({Answer.ACKED: 1})
     assert (await statuses(settings, [job]))[job.insurer_code] is QuoteStatus.OFFERED
+
+
+async def test_queues_of_an_older_release_stop_services_cleanly_and_migrate_rebuilds_them_keeping_every_job(
+    own_infrastructure: RunInfrastructure, sandbox_url: str, http: aiohttp.ClientSession
+) -> None:
+    """Releases before this one carried the deadline as the queues' x-message-ttl."""
+    settings = worker_settings(own_infrastructure, sandbox_url)
+    await answer_at_once(http, sandbox_url)
+    code = "altai"  # a queue no other test of this module has declared yet
+    old_style = {"x-queue-type": "quorum", "x-message-ttl": 10_000, "x-dead-letter-exchange": DEAD_JOBS_EXCHANGE}
+    jobs = [job for _ in range(3) for job in await new_application(settings) if job.insurer_code == "sever"]
+    async with await aio_pika.connect(settings.amqp_url) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_jobs_exchange(channel)
+        await channel.queue_delete(job_queue_name(code))  # migrate() made it as this release does
+        old = await channel.declare_queue(
+            job_queue_name(code), durable=True, arguments={**old_style, "x-delivery-limit": 5}
+        )
+        await old.bind(exchange, routing_key=code)
+        for job in jobs:  # sever's jobs, parked in the old altai queue so that they are priced once moved
+            await channel.default_exchange.publish(job.to_message(), routing_key=job_queue_name(code))
+        await channel.default_exchange.publish(aio_pika.Message(b"garbage"), routing_key=job_queue_name(code))
+
+    with pytest.raises(TopologyMismatch, match="osago-admin migrate"):
+        await run_burst(worker_settings(own_infrastructure, sandbox_url, insurers=(code,)), 1)
+
+    rebuilt = await upgrade_job_queues(settings.amqp_url, [code, "sever"])
+    assert rebuilt == {code: len(jobs) + 1}  # sever's queue is current: left alone
+    assert await upgrade_job_queues(settings.amqp_url, [code]) == {}  # nothing left to do
+
+    # The rebuilt queue takes this release's arguments, and a deadline of another length
+    # changes nothing in the broker any more.
+    longer = worker_settings(own_infrastructure, sandbox_url, insurers=(code,), quote_deadline_s=37.0)
+    async with await aio_pika.connect(longer.amqp_url) as connection:
+        channel = await connection.channel()
+        queue = (await declare_job_queues(channel, [code]))[code]
+        assert queue.declaration_result.message_count == len(jobs) + 1
+    # The moved jobs name sever, which this worker does not serve: poison, all of them, and the garbage.
+    answers = await run_burst(longer, len(jobs) + 1)
+    assert answers == Counter({Answer.POISON: len(jobs) + 1})
