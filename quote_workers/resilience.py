@@ -4,13 +4,20 @@ Order matters: the breaker sits inside the retry loop, and the loop gives up at 
 when the breaker is open, so retries never knock on an open circuit. Every attempt's
 timeout is capped by what is left of the job's deadline, and so is the total time
 backoff may spend.
+
+The breaker judges the insurer, not our lack of time: an attempt whose timeout the deadline
+cut below the insurer's full allowance (``call_timeout_s``) and which then ran out ends the
+quote ``timed_out`` and leaves the breaker exactly as it was. A timeout at the full allowance,
+a 5xx, a reset or a broken answer still counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from types import TracebackType
 
 import backoff
 from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, CircuitBreaker, CircuitBreakerError
@@ -18,6 +25,7 @@ from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, CircuitBreaker, Circui
 from quote_workers.adapters.base import (
     InsurerAdapter,
     InsurerAnswer,
+    InsurerTimeout,
     MalformedAnswerError,
     PermanentInsurerError,
     QuoteRequest,
@@ -62,6 +70,41 @@ class ProbeInFlight(Exception):
     """The circuit is half-open and another call is already probing the insurer."""
 
 
+class AttemptCutShort(Exception):
+    """The attempt had only what the deadline left (less than ``call_timeout_s``) and used it up.
+
+    Not a TransientInsurerError: the breaker must not count it and backoff must not retry it
+    (no time is left). ``reason`` is the adapter's, safe to show.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InsurerBreaker(CircuitBreaker):  # type: ignore[misc]  # circuitbreaker ships no annotations
+    """The library's breaker with a third kind of outcome: no verdict.
+
+    circuitbreaker 2.x counts an ``expected_exception`` as a failure and treats everything else
+    that leaves the call, any other exception included, as a success: the failure count is reset
+    and a half-open circuit closes. An attempt the deadline cut short, or one cancelled (worker
+    shutdown), says nothing about the insurer, so it leaves the count and the state as they were;
+    a half-open circuit stays half-open and the next call probes again.
+    """
+
+    NO_VERDICT: tuple[type[BaseException], ...] = (AttemptCutShort, asyncio.CancelledError)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exc_type is not None and issubclass(exc_type, self.NO_VERDICT):
+            return False  # re-raise, counting nothing
+        return bool(super().__exit__(exc_type, exc_value, traceback))
+
+
 class GuardedInsurer:
     """One insurer's adapter behind this process's breaker for that insurer."""
 
@@ -69,13 +112,13 @@ class GuardedInsurer:
         self.code = code
         self._adapter = adapter
         self._retry = retry
-        self.breaker = CircuitBreaker(
+        self.breaker = InsurerBreaker(
             failure_threshold=breaker.failure_threshold,
             recovery_timeout=breaker.recovery_timeout_s,
             expected_exception=TransientInsurerError,
             name=f"insurer:{code}",
         )
-        self._guarded_call = self.breaker(self._adapter.request_quote)
+        self._guarded_call = self.breaker(self._call_insurer)
         self._last_state = STATE_CLOSED
         self._probing = False
 
@@ -94,9 +137,10 @@ class GuardedInsurer:
             if self.breaker.opened:
                 raise CircuitBreakerError(self.breaker)  # fail fast: the insurer is not called
             attempts += 1
+            timeout = min(self._retry.call_timeout_s, budget)
             try:
-                return await self._call_through_breaker(request, min(self._retry.call_timeout_s, budget))
-            except (TransientInsurerError, PermanentInsurerError) as exc:
+                return await self._call_through_breaker(request, timeout, timeout < self._retry.call_timeout_s)
+            except (TransientInsurerError, PermanentInsurerError, AttemptCutShort) as exc:
                 last_error = exc.reason
                 raise
             finally:
@@ -129,6 +173,8 @@ class GuardedInsurer:
             )
         except DeadlineReached:
             return result(StatusOutcome(QuoteStatus.TIMED_OUT, "no answer from the insurer before the deadline"))
+        except AttemptCutShort as exc:
+            return result(StatusOutcome(QuoteStatus.TIMED_OUT, f"no answer before the deadline ({exc.reason})"))
         except TransientInsurerError as exc:
             if remaining() < MIN_ATTEMPT_S:
                 return result(StatusOutcome(QuoteStatus.TIMED_OUT, f"no answer before the deadline ({exc.reason})"))
@@ -137,16 +183,25 @@ class GuardedInsurer:
             return result(StatusOutcome(QuoteStatus.FAILED, f"insurer error: {exc.reason}"))
         return result(answer)
 
-    async def _call_through_breaker(self, request: QuoteRequest, timeout: float) -> InsurerAnswer:
+    async def _call_insurer(self, request: QuoteRequest, timeout: float, cut_short: bool) -> InsurerAnswer:
+        """The call the breaker wraps: a timeout the deadline shortened becomes no verdict."""
+        try:
+            return await self._adapter.request_quote(request, timeout=timeout)
+        except InsurerTimeout as exc:
+            if not cut_short:
+                raise  # the insurer had its full allowance: a failure like any other
+            raise AttemptCutShort(exc.reason) from exc
+
+    async def _call_through_breaker(self, request: QuoteRequest, timeout: float, cut_short: bool) -> InsurerAnswer:
         if self.breaker.state != STATE_HALF_OPEN:
-            answer: InsurerAnswer = await self._guarded_call(request, timeout=timeout)
+            answer: InsurerAnswer = await self._guarded_call(request, timeout, cut_short)
             return answer
         # Half-open: the library lets every concurrent call through; one probe is enough.
         if self._probing:
             raise ProbeInFlight
         self._probing = True
         try:
-            probe: InsurerAnswer = await self._guarded_call(request, timeout=timeout)
+            probe: InsurerAnswer = await self._guarded_call(request, timeout, cut_short)
             return probe
         finally:
             self._probing = False

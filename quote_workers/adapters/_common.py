@@ -18,7 +18,7 @@ import aiohttp
 
 from shared.quoting.outcomes import OfferOutcome
 
-from .base import PermanentInsurerError, TransientInsurerError
+from .base import InsurerTimeout, PermanentInsurerError, TransientInsurerError
 
 # An OSAGO answer is a few hundred bytes; anything this large is a broken or hostile peer.
 MAX_ANSWER_BYTES = 256 * 1024
@@ -113,13 +113,19 @@ def view_application(application: Mapping[str, Any]) -> ApplicationView:
 
 @asynccontextmanager
 async def guarded(timeout: float) -> AsyncIterator[None]:
-    """Bound the whole exchange by ``timeout`` and turn transport failures into Transient."""
+    """Bound the whole exchange by ``timeout`` and turn transport failures into Transient.
+
+    Our bound running out is an ``InsurerTimeout``; aiohttp's own socket timeouts (TimeoutErrors
+    too) firing first are a plain transient failure: the insurer stalled within our bound.
+    """
+    bound = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with bound:
             yield
     except TimeoutError:
-        # aiohttp's own socket timeouts are TimeoutErrors too; all mean "no answer in time".
-        raise TransientInsurerError(f"no answer within {timeout:.1f} s") from None
+        if bound.expired():
+            raise InsurerTimeout(f"no answer within {timeout:.1f} s") from None
+        raise TransientInsurerError("the insurer's connection stalled (socket timeout)") from None
     except aiohttp.ClientPayloadError:
         raise TransientInsurerError("answer cut off mid-body") from None
     except aiohttp.ServerDisconnectedError:

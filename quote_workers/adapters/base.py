@@ -48,6 +48,14 @@ class TransientInsurerError(InsurerError):
     """Worth retrying: timeout, 5xx, connection error, (once) a malformed answer."""
 
 
+class InsurerTimeout(TransientInsurerError):
+    """The call's own time bound (the adapter's ``timeout``) ran out before the insurer answered.
+
+    Distinct so that the caller, who chose that bound, can tell whether it was the insurer's
+    usual allowance or only what a job's deadline had left (which says nothing about the insurer).
+    """
+
+
 class MalformedAnswerError(TransientInsurerError):
     """The answer could not be read (bad JSON/XML); worth one more try, not more."""
 

@@ -20,6 +20,7 @@ from quote_workers.adapters import json_api, poll_api, xml_api
 from quote_workers.adapters._common import MAX_ANSWER_BYTES, checked_offer, clean_reason
 from quote_workers.adapters.base import (
     InsurerAnswer,
+    InsurerTimeout,
     PermanentInsurerError,
     QuoteRequest,
     TransientInsurerError,
@@ -118,13 +119,14 @@ async def test_faults_are_transient(http: aiohttp.ClientSession, sandbox_url: st
     with pytest.raises(TransientInsurerError) as caught:
         await ask(http, sandbox_url, code)
     assert caught.value.reason
+    assert not isinstance(caught.value, InsurerTimeout), "a fault is not our time bound running out"
 
 
 @pytest.mark.parametrize("code", PROTOCOL_INSURERS)
 async def test_hang_ends_as_transient_at_the_timeout(http: aiohttp.ClientSession, sandbox_url: str, code: str) -> None:
     await set_behaviour(http, sandbox_url, code, mode="hang", latency_ms=FAST)
     began = time.monotonic()
-    with pytest.raises(TransientInsurerError, match="no answer within"):
+    with pytest.raises(InsurerTimeout, match="no answer within"):
         await ask(http, sandbox_url, code, timeout=HANG_TIMEOUT_S)
     assert HANG_TIMEOUT_S - 0.05 <= time.monotonic() - began < HANG_TIMEOUT_S + 0.3
 
@@ -137,7 +139,7 @@ async def test_slow_within_budget_is_an_offer_and_beyond_it_transient(
     began = time.monotonic()
     assert isinstance(await ask(http, sandbox_url, code, timeout=2.0), OfferOutcome)
     assert time.monotonic() - began >= 0.29
-    with pytest.raises(TransientInsurerError):
+    with pytest.raises(InsurerTimeout):
         await ask(http, sandbox_url, code, timeout=0.15)
 
 
@@ -152,8 +154,9 @@ async def test_request_the_insurer_rejects_is_permanent(
 
 
 async def test_connection_refused_is_transient(http: aiohttp.ClientSession) -> None:
-    with pytest.raises(TransientInsurerError):
+    with pytest.raises(TransientInsurerError) as caught:
         await ask(http, "http://127.0.0.1:9", "sever", timeout=1.0)
+    assert not isinstance(caught.value, InsurerTimeout)
 
 
 async def test_every_insurer_quotes_the_sample_and_kbm_is_shared(http: aiohttp.ClientSession, sandbox_url: str) -> None:
