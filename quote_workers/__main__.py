@@ -35,7 +35,8 @@ async def run(settings: Settings, stop: asyncio.Event, *, burst: int | None = No
     served = insurer_catalogue.select(settings.insurers)
     retry = RetryPolicy(max_tries=settings.retry_max_tries, call_timeout_s=settings.insurer_call_timeout_s)
     breaker = BreakerPolicy(settings.breaker_failures, settings.breaker_recovery_s)
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    # Every insurer may be on one host (the sandbox is): the per-insurer bound is the worker's.
+    connector = aiohttp.TCPConnector(limit=settings.insurer_concurrency * len(served), ttl_dns_cache=300)
     async with (
         operator_site(settings.host, settings.port),
         database(settings),
@@ -54,6 +55,8 @@ async def run(settings: Settings, stop: asyncio.Event, *, burst: int | None = No
             guarded,
             publisher,
             prefetch=settings.worker_prefetch,
+            insurer_concurrency=settings.insurer_concurrency,
+            write_grace_s=settings.sweeper_grace_s,
             failpoint=settings.failpoint,
             burst=burst,
         )

@@ -10,10 +10,25 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import Tortoise
+from tortoise.exceptions import DBConnectionError, OperationalError
 
 from shared.platform.settings import DEFAULT_DATABASE_URL, Settings
 
 MODELS_MODULES = ["shared.models", "aerich.models"]
+
+# The database is out of reach (down, restarting, network cut, pool exhausted), as opposed to
+# a statement that is wrong: worth waiting out.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    DBConnectionError,
+    OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

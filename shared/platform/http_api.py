@@ -7,11 +7,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import asyncpg
 from aiohttp import web
-from tortoise.exceptions import DBConnectionError, OperationalError
 
 from shared.platform.amqp import PublishFailed
+from shared.platform.db import DATABASE_UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +62,7 @@ def service_unavailable(what: str) -> ApiError:
 
 
 # Failures of a dependency, not of the request: answered with 503 + Retry-After.
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
-    DBConnectionError,
-    OperationalError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    PublishFailed,
-)
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_UNREACHABLE, PublishFailed)
 
 
 @web.middleware

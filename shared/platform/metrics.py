@@ -13,8 +13,14 @@ INSURER_CALL_SECONDS = Histogram(
     ["insurer"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+OUTCOMES_ABANDONED = Counter(
+    "osago_outcomes_abandoned_total", "Insurer answers not stored: the database stayed away past the deadline"
+)
 POISON_MESSAGES = Counter("osago_poison_messages_total", "Jobs rejected as unreadable or unknown", ["reason"])
 BREAKER_TRANSITIONS = Counter("osago_breaker_transitions_total", "Circuit breaker state changes", ["insurer", "state"])
+# One per query of a single application's snapshot (a socket's opening, resync or end, GET one):
+# sockets of one application asking together share a read, so this grows with applications.
+SNAPSHOT_READS = Counter("osago_snapshot_reads_total", "Single-application snapshot queries")
 
 
 async def metrics_handler(_: web.Request) -> web.Response:

@@ -84,9 +84,12 @@ class Settings:
     instance_name: str = env_field("", _parse_str)
     log_level: str = env_field("INFO", _parse_str)
     log_json: bool = env_field(True, _parse_bool)
-    # Worker: jobs in flight per worker process (AMQP prefetch across its queues). Insurer
-    # calls wait on the network, so one process keeps hundreds in flight at little cost.
+    # Worker: jobs one worker process holds at most, over all its insurer queues (each
+    # queue's consumer gets an equal share). Insurer calls wait on the network, so one
+    # process keeps hundreds in flight at little cost.
     worker_prefetch: int = env_field(200, _parse_int)
+    # Worker: concurrent calls one worker process makes to one insurer.
+    insurer_concurrency: int = env_field(20, _parse_int)
     # Worker: one insurer HTTP call may take at most this long (also capped by the deadline).
     insurer_call_timeout_s: float = env_field(20.0, _parse_float)
     # Worker: tries per insurer call for transient failures (a malformed answer is retried once).
@@ -145,6 +148,7 @@ class Settings:
         positive = {
             "quote_deadline_s": self.quote_deadline_s,
             "worker_prefetch": self.worker_prefetch,
+            "insurer_concurrency": self.insurer_concurrency,
             "insurer_call_timeout_s": self.insurer_call_timeout_s,
             "publish_timeout_s": self.publish_timeout_s,
             "relay_interval_s": self.relay_interval_s,

@@ -115,6 +115,39 @@ SELECT e.id, e.application_id, e.insurer_code, e.insurer_name,
 FROM ended e LEFT JOIN counted c ON c.id = e.application_id
 """
 
+# What a worker reads before asking an insurer: is the quote still pending, and (unless it
+# has it from a sibling job of the same application) the application to price. Raw SQL:
+# building the ORM query cost more than running it.
+_QUOTE_STATE = "SELECT insurer_code, application_id, status FROM quote WHERE id = $1"
+_QUOTE_STATE_AND_PAYLOAD = """
+SELECT q.insurer_code, q.application_id, q.status, a.payload
+FROM quote q JOIN application a ON a.id = q.application_id WHERE q.id = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteState:
+    insurer_code: str
+    application_id: uuid.UUID
+    pending: bool
+    payload: dict[str, Any] | None  # None unless asked for
+
+
+async def quote_state(quote_id: uuid.UUID, *, with_payload: bool) -> QuoteState | None:
+    """The quote as a worker needs it before an insurer call; None for an unknown quote."""
+    statement = _QUOTE_STATE_AND_PAYLOAD if with_payload else _QUOTE_STATE
+    _, rows = await Tortoise.get_connection("default").execute_query(statement, [quote_id])
+    if not rows:
+        return None
+    row = rows[0]
+    return QuoteState(
+        insurer_code=row["insurer_code"],
+        application_id=row["application_id"],
+        pending=row["status"] == QuoteStatus.PENDING.value,
+        payload=json.loads(row["payload"]) if with_payload else None,
+    )
+
+
 _STATUSES_OF = "SELECT application_id, status FROM quote WHERE application_id = ANY($1::uuid[]) ORDER BY insurer_code"
 
 
