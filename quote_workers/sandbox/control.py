@@ -140,13 +140,16 @@ async def reset_all(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Counters that show bounded memory: hung calls, live poll operations, remembered keys."""
+    """Counters that show bounded memory (hung calls, live poll operations, remembered keys) and
+    how often the most-asked quote was priced."""
     sandbox = request.app[SANDBOX_KEY]
     return _json(
         {
             "hanging": sandbox.hanging,
             "poll_operations": sandbox.operations_count(),
             "idempotency_keys": sandbox.quoter.remembered(),
+            "quotes_asked": sandbox.quoter.quotes_asked(),
+            "most_times_one_quote_was_asked": sandbox.quoter.most_times_asked(),
         }
     )
 

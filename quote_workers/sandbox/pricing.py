@@ -30,6 +30,9 @@ class Quoter:
         self.kbm = kbm
         self._capacity = capacity
         self._answers: OrderedDict[tuple[str, str], tuple[float, Priced | Refused]] = OrderedDict()
+        # How often each (company, key) was priced: an aggregator asking twice for one quote
+        # shows here (the fault tests count "insurer calls per quote").
+        self._times_asked: OrderedDict[tuple[str, str], int] = OrderedDict()
         # References only need to be unique per company; a random start keeps them from
         # repeating after a sandbox restart (the aggregator may have stored earlier ones).
         self._rng = random.Random()
@@ -38,6 +41,7 @@ class Quoter:
     def quote(self, company: Company, applicant: Applicant, idempotency_key: str | None) -> Priced | Refused:
         if idempotency_key:
             key = (company.code, idempotency_key)
+            self._count_asked(key)
             remembered = self._answers.get(key)
             now = time.monotonic()
             if remembered is not None and now - remembered[0] < IDEMPOTENCY_TTL_S:
@@ -49,6 +53,19 @@ class Quoter:
                 self._answers.popitem(last=False)
             return answer
         return self._answer(company, applicant)
+
+    def _count_asked(self, key: tuple[str, str]) -> None:
+        self._times_asked[key] = self._times_asked.get(key, 0) + 1
+        self._times_asked.move_to_end(key)
+        while len(self._times_asked) > self._capacity:
+            self._times_asked.popitem(last=False)
+
+    def most_times_asked(self) -> int:
+        """The most any one quote (company and idempotency key) was priced; 0 before any."""
+        return max(self._times_asked.values(), default=0)
+
+    def quotes_asked(self) -> int:
+        return len(self._times_asked)
 
     def _answer(self, company: Company, applicant: Applicant) -> Priced | Refused:
         try:

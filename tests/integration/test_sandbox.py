@@ -429,3 +429,20 @@ async def test_sample_application_gets_offers_from_every_json_insurer(
     for code in json_codes:
         status, answer = await post_json(http, sandbox_url, code, json_body())
         assert status == 200 and answer["status"] == "priced", code
+
+
+async def test_stats_count_how_often_one_quote_was_asked(http: aiohttp.ClientSession, sandbox_url: str) -> None:
+    await set_behaviour(http, sandbox_url, "sever", latency_ms=FAST)
+
+    async def stats() -> dict[str, int]:
+        async with http.get(f"{sandbox_url}/sandbox/stats") as response:
+            result: dict[str, int] = await response.json()
+            return result
+
+    assert (await stats())["most_times_one_quote_was_asked"] == 0
+    await post_json(http, sandbox_url, "sever", json_body(), key="quote-a")
+    await post_json(http, sandbox_url, "sever", json_body(), key="quote-b")
+    assert (await stats())["most_times_one_quote_was_asked"] == 1
+    await post_json(http, sandbox_url, "sever", json_body(), key="quote-a")  # asked again: a duplicate
+    counted = await stats()
+    assert counted["most_times_one_quote_was_asked"] == 2 and counted["quotes_asked"] == 2
