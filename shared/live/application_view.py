@@ -11,6 +11,7 @@ from tortoise import Tortoise
 
 from shared.models import Application, ApplicationStatus, Offer, Quote, QuoteStatus
 from shared.platform.clock import iso_utc
+from shared.platform.metrics import SNAPSHOT_READS
 from shared.quoting.events import stored_events, stored_offer_body
 
 
@@ -79,6 +80,7 @@ ORDER BY q.insurer_code
 
 
 async def reload_snapshot(application_id: uuid.UUID) -> ApplicationSnapshot | None:
+    SNAPSHOT_READS.inc()
     _, rows = await Tortoise.get_connection("default").execute_query(_SNAPSHOT, [application_id])
     if not rows:
         return None

@@ -19,8 +19,9 @@ from shared.quoting.topology import declare_instance_offers_queue
 
 log = logging.getLogger(__name__)
 
-# A marker pushed to every subscriber after a broker reconnect: events published while
-# the queue was gone are read back from the database.
+# A marker pushed to every subscriber once its events may have been lost (the connection
+# came back, or the channel was reopened on the same connection: either way the consumer is
+# back, and what was published in between is read back from the database).
 RESYNC = ("", "resync", "")
 # Deliveries are acked with ``multiple=True`` once this many are waiting or this long after
 # the first: one frame per batch instead of one per event, and the prefetch window (512)
@@ -60,6 +61,11 @@ class Subscription:
         if self.on_event is not None:
             self.on_event()
 
+    def resync(self) -> None:
+        """Ask for a read of the database; one not yet acted on already covers this one."""
+        if RESYNC not in self.pending:
+            self.deliver(*RESYNC)
+
 
 class OfferHub:
     def __init__(self) -> None:
@@ -73,6 +79,7 @@ class OfferHub:
         self._ack_timer: asyncio.TimerHandle | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        self.resyncs = 0  # times every subscriber was told to read the database again
 
     @property
     def consuming(self) -> bool:
@@ -99,6 +106,10 @@ class OfferHub:
                 channel = await self._connection.channel()
             except RuntimeError as exc:  # aio-pika's "connection closed" while it reconnects
                 raise ConnectionError(f"the broker connection is down: {exc}") from exc
+            # A channel closed by the broker (a channel error) is reopened on the same
+            # connection, its queue declared and consumed again, with no reconnect callback;
+            # its auto-delete queue went with the old channel, and the events in it.
+            channel.reopen_callbacks.add(self._on_reconnect)
             await channel.set_qos(prefetch_count=512)
             queue = await declare_instance_offers_queue(channel)
             self._consumer_tag = await queue.consume(self._on_message)
@@ -171,7 +182,12 @@ class OfferHub:
             log.info("could not ack offer events", extra={"error": type(exc).__name__})
 
     def _on_reconnect(self, *_: object) -> None:
+        """The connection came back, or the channel was reopened (a reconnect does both)."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         self._unacked, self._unacked_count = None, 0  # their delivery tags died with the old channel
+        self.resyncs += 1
         for subscribers in self._subscriptions.values():
             for subscription in subscribers:
-                subscription.deliver(*RESYNC)
+                subscription.resync()

@@ -3,6 +3,11 @@
 Order matters: subscribe to live events first (they queue up), then read the
 snapshot from the database and send it, then send the queued and later events
 skipping every event id the snapshot already held.
+
+Live events are hints: one can be lost (a channel reopened, an auto-delete queue gone
+with its consumer, a publish that never happened). So the database is read again on a
+resync marker, on `complete`, and once more shortly after the application's deadline,
+when every quote is final (the sweeper's doing) and the socket is closed either way.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiormq.exceptions import AMQPError
 
-from shared.live.application_view import reload_snapshot
 from shared.live.offer_hub import OfferHub, Subscription
+from shared.live.snapshot_reads import SNAPSHOTS, SnapshotReads
+from shared.platform.clock import utc_now
 from shared.platform.http_api import ApiError, service_unavailable
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,14 @@ CLIENT_MESSAGE_LIMIT = 4096  # clients have nothing to say but pings
 # Seconds a client refused for too many sockets should wait: long enough for a tab to close.
 TOO_MANY_STREAMS_RETRY_S = 5
 HUB_START_TIMEOUT_S = 5.0
+# After its deadline plus the sweeper's grace, a quote still pending is closed (and its events
+# published) on the sweeper's next round; a socket that has heard no `complete` by then plus
+# this margin reads the database itself and ends (see ``stream_offers``).
+END_MARGIN_S = 2.0
+DEFAULT_END_AFTER_DEADLINE_S = 5.0  # with the default settings: grace 2 s + a round every 1 s + the margin
+# The close of a socket whose application is still pending at its end (the sweeper is not
+# running?): what there is has been sent; the client may come back later.
+STILL_PENDING = (WSCloseCode.TRY_AGAIN_LATER, b"still pending after the deadline; reconnect later")
 
 
 class LiveSockets:
@@ -62,12 +76,20 @@ async def stream_offers(
     max_message_bytes: int = CLIENT_MESSAGE_LIMIT,
     idle_timeout: float | None = None,
     max_per_application: int | None = None,
+    end_after_deadline: float = DEFAULT_END_AFTER_DEADLINE_S,
+    snapshots: SnapshotReads = SNAPSHOTS,
 ) -> web.WebSocketResponse:
     """Stream one application's events; refuses before the upgrade when the per-application cap is reached.
 
     ``heartbeat`` 0 sends no pings. ``idle_timeout`` closes a socket whose client sent no
     frame at all (a pong counts) for that long, with 1008; a frame over
     ``max_message_bytes`` closes it with 1009.
+
+    A socket that has not ended ``end_after_deadline`` seconds after the application's
+    deadline (or that long after it opened, if that was after the deadline) reads the snapshot again,
+    sends what it has not sent and closes: with 1000 after `complete`, or with 1013 (try
+    again later) if the application is somehow still pending. Snapshot reads go through
+    ``snapshots``, shared by every socket of an application.
 
     The handler's own task reads the client; a sender task exists only while there is
     something to send, so an idle socket holds one task, not two plus a queue.
@@ -97,7 +119,7 @@ async def stream_offers(
         compress=False,
     )
     subscription = hub.subscribe(key)
-    sender = _Sender(ws, subscription, application_id)
+    sender = _Sender(ws, subscription, application_id, snapshots, end_after_deadline)
     try:
         await ws.prepare(request)
         sockets.add(ws)
@@ -139,9 +161,20 @@ class _Sender:
         "_seen",
         "_finals_sent",
         "_quotes",
+        "_snapshots",
+        "_end_after",
+        "_end_timer",
+        "_ending",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, subscription: Subscription, application_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        subscription: Subscription,
+        application_id: uuid.UUID,
+        snapshots: SnapshotReads,
+        end_after_deadline: float,
+    ) -> None:
         self._ws = ws
         self._subscription = subscription
         self._application_id = application_id
@@ -150,6 +183,11 @@ class _Sender:
         self._seen: set[str] = set()
         self._finals_sent = 0
         self._quotes: int | None = None  # how many final events there will be, known from the first snapshot
+        self._snapshots = snapshots
+        self._end_after = end_after_deadline
+        # A timer handle, not a task: an idle socket holds no coroutine for its end.
+        self._end_timer: asyncio.TimerHandle | None = None
+        self._ending = False
 
     def wake(self) -> None:
         # A task that returned is done at once (no await after its last check of `pending`),
@@ -158,6 +196,9 @@ class _Sender:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+            self._end_timer = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -183,7 +224,12 @@ class _Sender:
             self._snapshot_sent = True
             if await self._send_snapshot():
                 return True
-        while subscription.pending and not ws.closed:
+        while not ws.closed:
+            if not subscription.pending:
+                if not self._ending:
+                    break  # no await after this check: see wake()
+                await self._end()
+                return True
             if subscription.overflowed:
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow; reconnect")
                 return True
@@ -206,16 +252,35 @@ class _Sender:
             await ws.send_str(text)
         return ws.closed
 
+    def _arm_end_timer(self, deadline_in_s: float) -> None:
+        delay = max(deadline_in_s, 0.0) + self._end_after
+        self._end_timer = asyncio.get_running_loop().call_later(delay, self._end_due)
+
+    def _end_due(self) -> None:
+        self._end_timer = None
+        self._ending = True
+        self.wake()
+
+    async def _end(self) -> None:
+        """The deadline is well past: send what the database holds and close, complete or not."""
+        if not await self._send_snapshot():
+            log.warning(
+                "offers socket ended with its application still pending",
+                extra={"application_id": str(self._application_id)},
+            )
+            await self._ws.close(code=STILL_PENDING[0], message=STILL_PENDING[1])
+
     def _has_every_final(self) -> bool:
         return self._quotes is not None and self._finals_sent >= self._quotes
 
     async def _send_snapshot(self) -> bool:
         """Send stored events not sent yet; True when the stream is complete (and closed)."""
         ws = self._ws
-        snapshot = await reload_snapshot(self._application_id)
+        snapshot = await self._snapshots.load(self._application_id)
         if snapshot is None:
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"application not found")
             return True
+        first = self._quotes is None
         self._quotes = len(snapshot.quotes)
         for event in snapshot.events():
             if event["event_id"] in self._seen:
@@ -227,6 +292,8 @@ class _Sender:
             if event["type"] == "complete":
                 await ws.close(code=WSCloseCode.OK)
                 return True
+        if first and not self._ending:
+            self._arm_end_timer((snapshot.application.deadline - utc_now()).total_seconds())
         return False
 
 

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Middleware
 from tortoise import Tortoise
 
 from shared.live.offer_hub import OfferHub
-from shared.live.stream import LiveSockets, stream_offers
+from shared.live.stream import END_MARGIN_S, LiveSockets, stream_offers
 from shared.platform.amqp import robust_connection
 from shared.platform.db import database
 from shared.platform.health import health_routes
@@ -71,6 +71,8 @@ async def offers_stream(request: web.Request, application_id: uuid.UUID) -> web.
         max_message_bytes=settings.ws_max_message_bytes,
         idle_timeout=settings.ws_idle_timeout_s,
         max_per_application=settings.ws_max_sockets_per_application,
+        # By then the sweeper (one round every relay interval) has closed every quote.
+        end_after_deadline=settings.sweeper_grace_s + settings.relay_interval_s + END_MARGIN_S,
     )
 
 
