@@ -111,15 +111,20 @@ class QuoteWorker:
             await close_within(self._channel.close, "worker channel", connection=self._connection)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._in_flight.add(task)
+        """aio-pika's consumer callback. The work runs in a task of its own: aio-pika cancels its
+        callbacks when their channel closes (a broker cut), and an insurer's answer on its way
+        must still be stored; its ack then fails, and the redelivery finds the quote final."""
+        work = asyncio.create_task(self._settle(message))
+        self._in_flight.add(work)
+        work.add_done_callback(self._in_flight.discard)
+        await asyncio.shield(work)
+
+    async def _settle(self, message: AbstractIncomingMessage) -> None:
         settlement = Settlement()
         try:
             async with settled(message, SERVICE) as settlement:
                 await self._process(message)
         finally:
-            self._in_flight.discard(task)
             self._count(settlement.answer)
 
     def _count(self, answer: Answer | None) -> None:

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 BASE_DELAY_S = 0.2
 MAX_DELAY_S = 2.0
+LOG_EVERY_TRIES = 10
 
 
 async def retry_until(
@@ -35,6 +36,8 @@ async def retry_until(
     while time is left before ``until_epoch``, then raised. Any other error is raised at once."""
 
     def note(details: Any) -> None:
+        if details["tries"] % LOG_EVERY_TRIES != 1:
+            return  # one line when the wait begins and one every LOG_EVERY_TRIES tries after
         log.warning(
             "waiting out an outage",
             extra={"what": what, "tries": details["tries"], "error": type(details["exception"]).__name__},

@@ -1,8 +1,8 @@
 """A loopback TCP proxy that tests can cut and restore: a dependency outage on demand.
 
-Toxiproxy cannot be installed here; this covers the two faults the tests need. ``down``
+Toxiproxy cannot be installed here; this covers the faults the tests need. ``down``
 refuses new connections and resets the open ones (the peer sees RST, as when a server
-dies); ``up`` accepts again. Only this run's service processes go through it, so other
+dies); ``up`` accepts again; ``latency_s`` delays every chunk both ways. Only this run's service processes go through it, so other
 users of the same PostgreSQL or RabbitMQ are never disturbed.
 """
 
@@ -17,8 +17,10 @@ from tests.support.processes import free_port
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, latency_s: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        # Each chunk waits this long before it is passed on, both ways: a slow or distant peer.
+        self.latency_s = latency_s
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -65,6 +67,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while chunk := await reader.read(65536):
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
                 writer.write(chunk)
                 await writer.drain()
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
