@@ -25,6 +25,7 @@ from shared.platform.log_setup import configure_logging
 from shared.platform.metrics import metrics_middleware
 from shared.platform.runtime import new_event_loop, tune_garbage_collector
 from shared.platform.settings import Settings, settings_or_exit
+from shared.quoting.topology import exit_on_topology_mismatch
 from shared.service.openapi import openapi_document
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -123,6 +124,11 @@ def serve(service: str, create_app: Callable[[Settings], web.Application], defau
     logging.getLogger(service).info("starting", extra={"settings": settings.redacted()})
     app = create_app(settings)
     tune_garbage_collector()
+    with exit_on_topology_mismatch(logging.getLogger(service)):
+        _run_until_stopped(app, settings, default_port)
+
+
+def _run_until_stopped(app: web.Application, settings: Settings, default_port: int) -> None:
     web.run_app(
         app,
         host=settings.host,
