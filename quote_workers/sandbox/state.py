@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 
@@ -12,6 +14,24 @@ from .companies import BY_CODE, Company
 from .kbm import KbmRegister
 from .operations import Operations
 from .pricing import Quoter
+
+
+class CallsAtOnce:
+    """Calls each company is answering at this moment, and the most it ever answered at once
+    (a client's concurrency bound shows here)."""
+
+    def __init__(self) -> None:
+        self.now: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def counting(self, company_code: str) -> Iterator[None]:
+        self.now[company_code] += 1
+        self.peak[company_code] = max(self.peak[company_code], self.now[company_code])
+        try:
+            yield
+        finally:
+            self.now[company_code] -= 1
 
 
 class Sandbox:
@@ -24,6 +44,7 @@ class Sandbox:
         self.reset_behaviours()
         # Set at shutdown so hanging and sleeping handlers let go at once.
         self.closing = asyncio.Event()
+        self.calls_at_once = CallsAtOnce()
         self.hanging = 0  # handlers currently in "hang" (visible in /sandbox/stats: no leaks)
 
     def default_behaviour(self, company: Company) -> Behaviour:

@@ -18,8 +18,8 @@ from datetime import timedelta
 from typing import Any
 
 import aio_pika
-import asyncpg
 import aiohttp
+import asyncpg
 import pytest
 
 from quote_workers.__main__ import run
@@ -259,3 +259,34 @@ async def test_queues_of_an_older_release_stop_services_cleanly_and_migrate_rebu
     # The moved jobs name sever, which this worker does not serve: poison, all of them, and the garbage.
     answers = await run_burst(longer, len(jobs) + 1)
     assert answers == Counter({Answer.POISON: len(jobs) + 1})
+
+
+@pytest.mark.parametrize(
+    ("prefetch", "concurrency", "most_at_once"),
+    [(6, 20, 2), (30, 1, 1)],
+    ids=["prefetch-per-worker", "calls-per-insurer"],
+)
+async def test_prefetch_bounds_the_whole_worker_and_calls_are_bounded_per_insurer(
+    own_infrastructure: RunInfrastructure,
+    sandbox_url: str,
+    http: aiohttp.ClientSession,
+    prefetch: int,
+    concurrency: int,
+    most_at_once: int,
+) -> None:
+    """RabbitMQ counts prefetch per consumer and a worker has one consumer per insurer queue:
+    a prefetch of 6 over 3 queues lets 2 jobs of each insurer in at once (it let in 6 each)."""
+    settings = worker_settings(
+        own_infrastructure, sandbox_url, worker_prefetch=prefetch, insurer_concurrency=concurrency
+    )
+    for code in INSURERS:
+        await set_behaviour(http, sandbox_url, code, mode="ok", latency_ms=[300, 300])
+    jobs = [job for _ in range(4) for job in await new_application(settings)]  # 4 per insurer
+    await publish(settings, *((job.insurer_code, job_body(job)) for job in jobs))
+
+    assert await run_burst(settings, len(jobs)) == Counter({Answer.ACKED: len(jobs)})
+
+    async with http.get(f"{sandbox_url}/sandbox/stats") as response:
+        at_once = (await response.json())["most_calls_at_once"]
+    # volga's protocol (submit, then poll) waits in its polls, which this does not count.
+    assert at_once == {"sever": most_at_once, "ural": most_at_once}

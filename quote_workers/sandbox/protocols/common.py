@@ -23,11 +23,14 @@ async def read_body(request: web.Request) -> bytes:
     return await request.read()
 
 
-async def misbehave(sandbox: Sandbox, request: web.Request, action: Action) -> web.StreamResponse | None:
+async def misbehave(
+    sandbox: Sandbox, request: web.Request, action: Action, company_code: str
+) -> web.StreamResponse | None:
     """Wait out the latency, then perform a connection-level fault; None means "answer now"."""
     if action.kind == "hang":
         return await hang(sandbox, request)
-    await pause(sandbox, action.delay_s)
+    with sandbox.calls_at_once.counting(company_code):
+        await pause(sandbox, action.delay_s)
     if action.kind == "reset":
         return reset(request)
     return None

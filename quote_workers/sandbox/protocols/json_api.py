@@ -118,7 +118,7 @@ async def quote(request: web.Request) -> web.StreamResponse:
     except BadRequest as error:
         return _error(400, "bad_request", str(error))
     action = sandbox.behaviours[company.code].roll()
-    fault = await misbehave(sandbox, request, action)
+    fault = await misbehave(sandbox, request, action, company.code)
     if fault is not None:
         return fault
     if action.kind == "error":

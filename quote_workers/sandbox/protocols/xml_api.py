@@ -143,7 +143,7 @@ async def calculate(request: web.Request) -> web.StreamResponse:
     except BadRequest as error:
         return _fault("Client", str(error))
     action = sandbox.behaviours[company.code].roll()
-    fault = await misbehave(sandbox, request, action)
+    fault = await misbehave(sandbox, request, action, company.code)
     if fault is not None:
         return fault
     if action.kind == "error":
