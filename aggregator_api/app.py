@@ -9,7 +9,7 @@ from aiohttp import web
 
 from aggregator_api.applications import routes
 from aggregator_api.deadlines import DeadJobConsumer, sweep_once
-from aggregator_api.outbox import relay_once
+from aggregator_api.outbox import relay_once, settle_time
 from aggregator_api.typedefs import AMQP, INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
 from shared.intake.access import bearer_token
 from shared.platform.amqp import ConfirmingPublisher, close_within
@@ -63,8 +63,10 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
     dead_queue = await declare_dead_jobs_queue(channel)
     dead_jobs = DeadJobConsumer(publisher)
     consumer_tag = await dead_jobs.start(dead_queue)
+    # The relay leaves each row to its own publisher until that publish has timed out.
+    settle = settle_time(settings.publish_timeout_s)
     async with (
-        background("outbox-relay", settings.relay_interval_s, lambda: relay_once(publisher)),
+        background("outbox-relay", settings.relay_interval_s, lambda: relay_once(publisher, settle)),
         background(
             "deadline-sweeper", settings.relay_interval_s, lambda: sweep_once(publisher, settings.sweeper_grace_s)
         ),

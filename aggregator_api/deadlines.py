@@ -3,6 +3,11 @@
 Queue TTL dead-letters jobs nobody picked up; the consumer here records them. A job a
 worker holds never expires in the broker, and a message can be lost, so the sweeper
 closes every quote still pending shortly after its application's deadline.
+
+The sweeper runs every second on every aggregator: it starts from the pending
+applications past their deadline (``idx_application_pending_deadline``, a partial index of
+the few pending ones) and takes their pending quotes by the quote key, so a tick reads
+what is overdue and nothing else (``bench/periodic_queries.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import uuid
 from datetime import timedelta
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from tortoise import Tortoise
 
-from shared.models import Quote, QuoteStatus
+from shared.models import QuoteStatus
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import utc_now
 from shared.quoting.outcome_writer import OutcomeWriter
@@ -29,6 +35,16 @@ NOT_PICKED_UP = StatusOutcome(QuoteStatus.TIMED_OUT, "the request expired in the
 NO_OUTCOME = StatusOutcome(QuoteStatus.TIMED_OUT, "no outcome was recorded before the deadline")
 UNPROCESSABLE = StatusOutcome(QuoteStatus.FAILED, "the request could not be processed")
 SWEEP_BATCH = 500
+
+# Pending quotes of pending applications whose deadline is before $1, oldest deadline first.
+# The predicate on application repeats idx_application_pending_deadline's.
+OVERDUE_QUOTES = """
+SELECT q.id
+FROM application a JOIN quote q ON q.application_id = a.id
+WHERE a.status = 'pending' AND a.deadline < $1 AND q.status = 'pending'
+ORDER BY a.deadline
+LIMIT $2
+"""
 
 
 def outcome_for_dead_job(message: AbstractIncomingMessage) -> StatusOutcome:
@@ -62,12 +78,9 @@ class DeadJobConsumer:
 async def sweep_once(publisher: ConfirmingPublisher, grace_s: float) -> int:
     """Close every quote still pending after its deadline plus the grace period."""
     cutoff = utc_now() - timedelta(seconds=grace_s)
-    overdue = [
-        uuid.UUID(str(quote_id))
-        for quote_id in await Quote.filter(status=QuoteStatus.PENDING, application__deadline__lt=cutoff)
-        .limit(SWEEP_BATCH)
-        .values_list("id", flat=True)
-    ]
+    rows = await Tortoise.get_connection("default").execute_query_dict(OVERDUE_QUOTES, [cutoff, SWEEP_BATCH])
+    overdue = [uuid.UUID(str(row["id"])) for row in rows]
+    # One statement for the whole batch (it completes the applications it empties).
     results = await finalize_quotes([FinalizeRequest(quote_id, NO_OUTCOME) for quote_id in overdue])
     recorded = [result for result in results if result.recorded]
     # Published together: one slow confirm must not hold back the rest of the batch.

@@ -1,6 +1,7 @@
 """``python -m bench [NAME ...]`` (``make bench``): run the benchmarks, print a table, save JSON.
 
-Names: raw_broker, raw_db, websockets, ws_memory, overhead, throughput (default: all, in that order).
+Names: raw_broker, raw_db, periodic_queries, websockets, ws_memory, overhead, throughput (default: all, in
+that order).
 Results go to bench/results/bench-<UTC time>.json and bench/results/latest.json.
 Each benchmark makes and removes its own database and vhost and its own processes.
 Overhead and throughput also run the services of an older revision (``--before REV``, default
@@ -18,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import overhead, raw_broker, raw_db, throughput, websockets, ws_memory
+from bench import overhead, periodic_queries, raw_broker, raw_db, throughput, websockets, ws_memory
 from bench.infra import POSTGRES_URL
 from bench.machine import describe
 from bench.revisions import UnknownRevision, describe_revision, full_sha, source_tree
@@ -33,6 +34,7 @@ Benchmark = Callable[[str], Coroutine[Any, Any, dict[str, Any]]]
 FULL: dict[str, Benchmark] = {
     "raw_broker": lambda _: raw_broker.run(20_000),
     "raw_db": lambda _: raw_db.run(10_000),
+    "periodic_queries": lambda _: periodic_queries.run(100_000),
     "websockets": lambda _: websockets.run(10_000, 2_000),
     "ws_memory": lambda _: ws_memory.run(500),
     "overhead": lambda before: _overhead(before),
@@ -41,6 +43,7 @@ FULL: dict[str, Benchmark] = {
 QUICK: dict[str, Benchmark] = {
     "raw_broker": lambda _: raw_broker.run(5_000),
     "raw_db": lambda _: raw_db.run(2_000),
+    "periodic_queries": lambda _: periodic_queries.run(10_000),
     "websockets": lambda _: websockets.run(2_000, 300),
     "ws_memory": lambda _: ws_memory.run(200),
     "overhead": lambda before: _overhead(before, duration=8.0),
@@ -83,6 +86,14 @@ def _db(results: dict[str, Any], name: str) -> Any:
     return None
 
 
+def _periodic(results: dict[str, Any], name: str) -> str | None:
+    before = _get(results, "periodic_queries", "before", "queries", name)
+    after = _get(results, "periodic_queries", "after", "queries", name)
+    if not before or not after:
+        return None
+    return f"{before['buffers']:,} / {before['rows_read']:,} → {after['buffers']:,} / {after['rows_read']:,}"
+
+
 def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     publish = _get(results, "raw_broker", "publish_persistent_confirmed_per_s")
     best = _get(results, "throughput", "max_sustained_quotes_per_s")
@@ -117,6 +128,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
             "",
         ),
         ("postgres: worker DB path today (contended), quotes/s", _db(results, "worker_db_path_today (contended)"), ""),
+        *(
+            (f"periodic query: {name}, buffers / rows read, before → after", _periodic(results, name), "")
+            for name in periodic_queries.AFTER
+        ),
         (
             "aiohttp bare: WS messages/s, one process",
             _get(results, "websockets", "raw_aiohttp", "messages_per_s"),
