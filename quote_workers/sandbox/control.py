@@ -150,6 +150,7 @@ async def stats(request: web.Request) -> web.Response:
             "idempotency_keys": sandbox.quoter.remembered(),
             "quotes_asked": sandbox.quoter.quotes_asked(),
             "most_times_one_quote_was_asked": sandbox.quoter.most_times_asked(),
+            "quotes_asked_again": sandbox.quoter.quotes_asked_again(),
             "most_calls_at_once": dict(sandbox.calls_at_once.peak),
         }
     )

@@ -67,6 +67,10 @@ class Quoter:
     def quotes_asked(self) -> int:
         return len(self._times_asked)
 
+    def quotes_asked_again(self) -> int:
+        """Quotes priced more than once (a client that lost the first answer, or asked twice)."""
+        return sum(1 for times in self._times_asked.values() if times > 1)
+
     def _answer(self, company: Company, applicant: Applicant) -> Priced | Refused:
         try:
             facts = self._facts(applicant)

@@ -446,3 +446,4 @@ async def test_stats_count_how_often_one_quote_was_asked(http: aiohttp.ClientSes
     await post_json(http, sandbox_url, "sever", json_body(), key="quote-a")  # asked again: a duplicate
     counted = await stats()
     assert counted["most_times_one_quote_was_asked"] == 2 and counted["quotes_asked"] == 2
+    assert counted["quotes_asked_again"] == 1
