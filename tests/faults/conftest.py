@@ -1,4 +1,4 @@
-"""Fault tests: each module gets its own database and vhost (its own queue TTL), and each
+"""Fault tests: each module gets its own database and vhost (and may choose its deadline), and each
 test its own cluster of real processes, so killing things never disturbs another test."""
 
 from __future__ import annotations

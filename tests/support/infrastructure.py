@@ -21,7 +21,7 @@ POSTGRES_URL = os.environ.get("OSAGO_TEST_POSTGRES", "postgres://postgres@127.0.
 AMQP_HOST = os.environ.get("OSAGO_TEST_AMQP_HOST", "127.0.0.1:5672")
 MANAGEMENT_URL = os.environ.get("OSAGO_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672")
 BROKER_USER, BROKER_PASSWORD = "guest", "guest"
-# One deadline per run: the job queues of a vhost carry it as x-message-ttl.
+# The deadline of this run's applications (each job expires at its own; queues carry none).
 TEST_DEADLINE_S = 10.0
 
 
