@@ -3,6 +3,7 @@ test its own cluster of real processes, so killing things never disturbs another
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,12 +18,20 @@ from tests.support.tcp_proxy import TcpProxy
 FAULT_DEADLINE_S = 6.0
 
 
-@pytest.fixture(scope="module")
-async def fault_env() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
-    async with private_infrastructure(deadline_s=FAULT_DEADLINE_S) as (infrastructure, admin):
+@contextlib.asynccontextmanager
+async def fault_environment(deadline_s: float) -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
+    """A private database and vhost for one module, open to this process's reads."""
+    async with private_infrastructure(deadline_s=deadline_s) as (infrastructure, admin):
         # The test process reads the database to check what the services stored.
         async with database(infrastructure.settings()):
             yield infrastructure, admin
+
+
+@pytest.fixture(scope="module")
+async def fault_env() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
+    """A module that needs another deadline overrides this fixture with its own."""
+    async with fault_environment(FAULT_DEADLINE_S) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,10 @@ import aiohttp
 import pytest
 
 from shared.models import Application, Offer, Quote, QuoteStatus
-from shared.platform.db import database
 from shared.platform.settings import Settings
-from tests.faults.conftest import through
+from tests.faults.conftest import fault_environment, through
 from tests.support.cluster import Cluster
-from tests.support.infrastructure import BrokerAdmin, RunInfrastructure, private_infrastructure
+from tests.support.infrastructure import BrokerAdmin, RunInfrastructure
 from tests.support.processes import ServiceProcess
 from tests.support.samples import sample_application
 from tests.support.tcp_proxy import TcpProxy
@@ -45,9 +44,8 @@ WORKER_PREFETCH = Settings.from_env({}).worker_prefetch
 @pytest.fixture(scope="module")
 async def fault_env() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
     """This module's own database and vhost; a deadline that outlasts a 20 s outage."""
-    async with private_infrastructure(deadline_s=DEADLINE_S) as (infrastructure, admin):
-        async with database(infrastructure.settings()):
-            yield infrastructure, admin
+    async with fault_environment(DEADLINE_S) as env:
+        yield env
 
 
 @dataclass

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from shared.models import QuoteStatus
-from shared.platform.db import database
-from tests.faults.conftest import through
+from tests.faults.conftest import fault_environment, through
 from tests.support.cluster import Cluster, application_row, eventually, quotes_of
-from tests.support.infrastructure import BrokerAdmin, RunInfrastructure, private_infrastructure
+from tests.support.infrastructure import BrokerAdmin, RunInfrastructure
 from tests.support.processes import ServiceProcess
 from tests.support.samples import sample_application
 from tests.support.tcp_proxy import TcpProxy
@@ -32,9 +31,8 @@ APPLICATIONS = 5
 @pytest.fixture(scope="module")
 async def fault_env() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:
     """This module's own database and vhost, with a deadline long enough for 20 s outages."""
-    async with private_infrastructure(deadline_s=DEADLINE_S) as (infrastructure, admin):
-        async with database(infrastructure.settings()):
-            yield infrastructure, admin
+    async with fault_environment(DEADLINE_S) as env:
+        yield env
 
 
 async def sandbox_stats(cluster: Cluster) -> dict[str, int]:

@@ -15,7 +15,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from core_app.app import create_app
 from core_app.typedefs import HUB
@@ -23,6 +23,7 @@ from shared.intake.access import issue_access_token
 from shared.models import Application
 from shared.platform.clock import utc_now
 from shared.platform.settings import Settings
+from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
 from tests.support.samples import sample_application
@@ -58,12 +59,8 @@ def settings(infrastructure: RunInfrastructure) -> Settings:
 
 @pytest.fixture(scope="module")
 async def core(settings: Settings) -> AsyncIterator[Client]:
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    try:
+    async with in_process(create_app(settings)) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def stored_application(settings: Settings) -> tuple[str, str]:

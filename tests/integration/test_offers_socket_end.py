@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from aio_pika.exceptions import ChannelNotFoundEntity
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from core_app.app import create_app
@@ -34,6 +34,7 @@ from shared.platform.clock import utc_now
 from shared.platform.settings import Settings
 from shared.quoting.insurers import BY_CODE
 from shared.quoting.outcomes import FinalizeRequest, OfferOutcome, StatusOutcome, finalize_quotes
+from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS, sample_application
@@ -63,12 +64,8 @@ def settings(infrastructure: RunInfrastructure) -> Settings:
 
 @pytest.fixture(scope="module")
 async def core(settings: Settings) -> AsyncIterator[Client]:
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    try:
+    async with in_process(create_app(settings)) as client:
         yield client
-    finally:
-        await client.close()
 
 
 @dataclass
