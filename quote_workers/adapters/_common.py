@@ -31,8 +31,9 @@ KOPECK = Decimal("0.01")
 _EXACT = Context(prec=60)
 
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
-_PREMIUM = re.compile(r"\d{1,7}(\.\d{1,2})?")
-_COEFFICIENT = re.compile(r"\d{1,6}(\.\d{1,6})?")
+# [0-9], never \d: \d takes any Unicode digit ("٨٦٦٥"), and Decimal() reads those too.
+_PREMIUM = re.compile(r"[0-9]{1,7}(\.[0-9]{1,2})?")
+_COEFFICIENT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
 MAX_REASON_CHARS = 300
 DEFAULT_DECLINE_REASON = "Страховая компания отказала в расчёте"
 

@@ -239,6 +239,10 @@ def _priced(**quote: Any) -> bytes:
         (200, _priced(valid_until="2001-01-01T00:00:00Z"), PermanentInsurerError),
         (200, _priced(valid_until="2030-01-01T00:00:00"), PermanentInsurerError),  # no time zone
         (200, _priced(premium=9441.8), PermanentInsurerError),  # a float, not a decimal string
+        # Digits of other scripts: Decimal() reads them, so they used to be accepted and relayed.
+        (200, _priced(coefficients={**WORKED_EXAMPLE_COEFFICIENTS, "TB": "٨٦٦٥"}), PermanentInsurerError),
+        (200, _priced(premium="٩٤٤١.٨٠"), PermanentInsurerError),
+        (200, _priced(premium="９４４１.８０"), PermanentInsurerError),  # fullwidth
         (200, b'{"error": {"message": "oops"}}', PermanentInsurerError),  # 200 with an error
         (200, b"<html>502 Bad Gateway</html>", TransientInsurerError),
         (200, b" " * (MAX_ANSWER_BYTES + 1), PermanentInsurerError),  # oversized
