@@ -24,6 +24,7 @@ from tortoise.transactions import in_transaction
 from shared.models import QuoteStatus
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import utc_now
+from shared.platform.settings import RELAY_SETTLE_MARGIN_S
 from shared.quoting.events import OutboxEvent, complete_event, final_event, offer_body
 from shared.quoting.jobs import QuoteJob
 from shared.quoting.outcomes import statuses_by_application
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 # waits at most the publish timeout for its confirm, and then its mark (batched,
 # shared.quoting.publishing) commits. Relaying sooner would publish a job a second time
 # while its first publish may still be confirmed: a second insurer call.
-SETTLE_MARGIN_S = 1.0
 BATCH = 500
 
 # Unpublished jobs of pending quotes whose application is still open (later, the sweeper
@@ -76,7 +76,7 @@ FOR UPDATE SKIP LOCKED
 def settle_time(publish_timeout_s: float) -> timedelta:
     """How old an unpublished row must be before the relay takes it: longer than any publish
     waits for its confirm (``settings.publish_timeout_s``, the same for every service)."""
-    return timedelta(seconds=publish_timeout_s + SETTLE_MARGIN_S)
+    return timedelta(seconds=publish_timeout_s + RELAY_SETTLE_MARGIN_S)
 
 
 async def relay_jobs(publisher: ConfirmingPublisher, settle: timedelta) -> int:

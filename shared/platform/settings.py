@@ -17,6 +17,8 @@ from shared.quoting.insurers import CATALOGUE
 
 ENV_PREFIX = "OSAGO_"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/osago"
+# The outbox relay publishes a row again once its publisher's confirm timeout and this have passed.
+RELAY_SETTLE_MARGIN_S = 1.0
 FAILPOINTS = frozenset({"", "after_insurer", "after_db", "after_publish"})
 
 
@@ -180,6 +182,13 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}WS_IDLE_TIMEOUT_S ({self.ws_idle_timeout_s:g}) must be longer than "
                 f"{ENV_PREFIX}WS_HEARTBEAT_S ({self.ws_heartbeat_s:g})"
+            )
+        if self.publish_timeout_s + RELAY_SETTLE_MARGIN_S >= self.quote_deadline_s:
+            # The outbox relay leaves a row to its publisher for that long: with a deadline no
+            # longer, a job whose first publish failed would never be published in time.
+            raise SettingsError(
+                f"{ENV_PREFIX}PUBLISH_TIMEOUT_S ({self.publish_timeout_s:g}) must be shorter than "
+                f"{ENV_PREFIX}QUOTE_DEADLINE_S ({self.quote_deadline_s:g}) less {RELAY_SETTLE_MARGIN_S:g} s"
             )
         if self.port is not None and not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")

@@ -34,11 +34,18 @@ class RunInfrastructure:
     # Several systems may run at once in one test run: stay well under max_connections.
     pool_max: int = 4
 
+    @property
+    def publish_timeout_s(self) -> float:
+        """The relay waits a publish's timeout (+ 1 s) before publishing a row again, so with
+        the fault tests' short deadlines the timeout is short too."""
+        return min(5.0, self.deadline_s - 4.0)
+
     def settings(self, **overrides: object) -> Settings:
         values: dict[str, object] = {
             "database_url": self.database_url,
             "amqp_url": self.amqp_url,
             "quote_deadline_s": self.deadline_s,
+            "publish_timeout_s": self.publish_timeout_s,
             **overrides,
         }
         return Settings.from_env({}, **values)
@@ -50,6 +57,7 @@ class RunInfrastructure:
             OSAGO_DATABASE_URL=self.database_url,
             OSAGO_AMQP_URL=self.amqp_url,
             OSAGO_QUOTE_DEADLINE_S=str(self.deadline_s),
+            OSAGO_PUBLISH_TIMEOUT_S=str(self.publish_timeout_s),
             OSAGO_LOG_JSON="true",
             OSAGO_DB_POOL_MAX=str(self.pool_max),
             PYTHONUNBUFFERED="1",

@@ -47,3 +47,9 @@ def test_redacted_settings_hide_secrets_and_passwords() -> None:
 def test_unknown_insurer_code_fails_at_start() -> None:
     with pytest.raises(SettingsError, match="OSAGO_INSURERS.*'acme'"):
         Settings.from_env({"OSAGO_INSURERS": "sever,acme"})
+
+
+def test_a_publish_timeout_the_relay_could_not_outwait_within_the_deadline_fails_at_start() -> None:
+    with pytest.raises(SettingsError, match="OSAGO_PUBLISH_TIMEOUT_S.*OSAGO_QUOTE_DEADLINE_S"):
+        Settings.from_env({"OSAGO_QUOTE_DEADLINE_S": "6", "OSAGO_PUBLISH_TIMEOUT_S": "5"})
+    assert Settings.from_env({"OSAGO_QUOTE_DEADLINE_S": "6", "OSAGO_PUBLISH_TIMEOUT_S": "2"}).publish_timeout_s == 2
