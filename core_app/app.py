@@ -9,8 +9,9 @@ import aiohttp_cors
 from aiohttp import web
 
 from core_app import application_list, applications, page
+from core_app.partner_keys import PartnerKeys
 from core_app.quotas import QuotaBook
-from core_app.typedefs import AGGREGATOR, QUOTAS
+from core_app.typedefs import AGGREGATOR, PARTNER_KEYS, QUOTAS
 from shared.platform.settings import Settings
 from shared.service.app import create_service_app
 
@@ -51,6 +52,12 @@ def add_cors(app: web.Application, routes: list[web.AbstractRoute], origins: tup
 def create_app(settings: Settings) -> web.Application:
     app = create_service_app(SERVICE, settings)
     app[QUOTAS] = QuotaBook()
+    # Unknown keys never take more than half the pool, however many addresses send them.
+    app[PARTNER_KEYS] = PartnerKeys(
+        settings.api_key_cache_s,
+        settings.auth_failures_per_minute,
+        max_concurrent_lookups=max(1, settings.db_pool_max // 2),
+    )
     app.cleanup_ctx.append(aggregator_client_ctx)
     router = app.router
     # Explicit routes, the two methods of one path added one after the other so that they

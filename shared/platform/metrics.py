@@ -21,6 +21,10 @@ BREAKER_TRANSITIONS = Counter("osago_breaker_transitions_total", "Circuit breake
 # One per query of a single application's snapshot (a socket's opening, resync or end, GET one):
 # sockets of one application asking together share a read, so this grows with applications.
 SNAPSHOT_READS = Counter("osago_snapshot_reads_total", "Single-application snapshot queries")
+# Core app: API key lookups that queried the partner table (cached ones do not), by result;
+# and unknown keys answered 401 without a query because their address failed too often.
+PARTNER_KEY_LOOKUPS = Counter("osago_partner_key_lookups_total", "API key lookups in the database", ["result"])
+AUTH_THROTTLED = Counter("osago_auth_throttled_total", "Unknown API keys refused without a lookup")
 
 
 async def metrics_handler(_: web.Request) -> web.Response:

@@ -124,6 +124,12 @@ class Settings:
     )
     # Browser path (no API key): requests per second per client address.
     browser_rps: float = env_field(5.0, _parse_float)
+    # Core app: how long a lookup of an API key (partner found, or not) is trusted, so a
+    # revoked, deactivated or changed key takes effect within it (0: a query every request).
+    api_key_cache_s: float = env_field(30.0, _parse_float)
+    # Core app: unknown API keys one client address may have looked up per minute (a burst of
+    # as many, refilled evenly); past it they are answered 401 without a query.
+    auth_failures_per_minute: float = env_field(10.0, _parse_float)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -163,6 +169,7 @@ class Settings:
             "retry_max_tries": self.retry_max_tries,
             "breaker_failures": self.breaker_failures,
             "breaker_recovery_s": self.breaker_recovery_s,
+            "auth_failures_per_minute": self.auth_failures_per_minute,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -190,6 +197,8 @@ class Settings:
                 f"{ENV_PREFIX}PUBLISH_TIMEOUT_S ({self.publish_timeout_s:g}) must be shorter than "
                 f"{ENV_PREFIX}QUOTE_DEADLINE_S ({self.quote_deadline_s:g}) less {RELAY_SETTLE_MARGIN_S:g} s"
             )
+        if self.api_key_cache_s < 0:
+            raise SettingsError(f"{ENV_PREFIX}API_KEY_CACHE_S must be 0 (no cache) or more, got {self.api_key_cache_s}")
         if self.port is not None and not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")
 
