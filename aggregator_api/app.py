@@ -10,6 +10,7 @@ from aiohttp import web
 from aggregator_api.applications import routes
 from aggregator_api.deadlines import DeadJobConsumer, sweep_once
 from aggregator_api.outbox import relay_once, settle_time
+from aggregator_api.retention import erase_past_retention
 from aggregator_api.typedefs import AMQP, INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
 from shared.intake.access import bearer_token
 from shared.platform.amqp import ConfirmingPublisher, close_within
@@ -33,8 +34,10 @@ SERVICE = "aggregator"
 async def service_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/api/"):
         expected = request.app[SETTINGS].service_token
+        # bearer_token() gives printable ASCII or None; the configured token is compared as
+        # bytes (compare_digest refuses str that is not ASCII), surrogate escapes kept.
         given = bearer_token(request.headers.get("Authorization")) or ""
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not hmac.compare_digest(given.encode(), expected.encode("utf-8", "surrogateescape")):
             raise ApiError(401, "unauthorized", "a valid service token is required")
     return await handler(request)
 
@@ -77,12 +80,24 @@ async def deadline_ctx(app: web.Application) -> AsyncIterator[None]:
     await close_within(channel.close, "dead jobs channel", connection=app[AMQP])
 
 
+async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Erase personal data past OSAGO_RETENTION_DAYS, on every instance (they split the work)."""
+    settings = app[SETTINGS]
+    if settings.retention_days == 0:  # kept forever
+        yield
+        return
+    async with background(
+        "retention", settings.retention_interval_s, lambda: erase_past_retention(settings.retention_days)
+    ):
+        yield
+
+
 def create_app(settings: Settings) -> web.Application:
     # Browsers and partners stream from the core apps; the aggregator's own socket is for
     # other internal callers, so its instance queue (a copy of every event) exists only once
     # somebody opens one.
     app = create_service_app(SERVICE, settings, middlewares=[service_token_middleware], hub_on_demand=True)
     app[INSURERS] = tuple(sorted(insurer_catalogue.select(settings.insurers), key=lambda i: i.code))
-    app.cleanup_ctx.extend([publisher_ctx, deadline_ctx])
+    app.cleanup_ctx.extend([publisher_ctx, deadline_ctx, retention_ctx])
     app.add_routes(routes)
     return app

@@ -18,7 +18,7 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 
 from aggregator_api.typedefs import INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
-from shared.intake.access import issue_access_token, readable_application_id
+from shared.intake.access import TokenKeys, access_token_for, readable_application_id
 from shared.intake.caller import ACCESS_TOKEN_HEADER, PARTNER_HEADER, Caller
 from shared.intake.schema import ApplicationInvalid, parse_application
 from shared.intake.store import store_application
@@ -58,21 +58,25 @@ def fingerprint(body: Any) -> str:
 
 
 def creation_body(
-    application_id: uuid.UUID, deadline: datetime, insurers: list[tuple[str, str]], token_secret: str
+    application_id: uuid.UUID, deadline: datetime, insurers: list[tuple[str, str]], token_keys: TokenKeys
 ) -> dict[str, Any]:
-    """The 201 body; rebuilt identically for an idempotent replay (the state at creation)."""
+    """The 201 body; rebuilt identically for an idempotent replay (the state at creation).
+
+    The access token is derived from the stored deadline, so a replay hands out the same one
+    (under the current secret: after a rotation, a replay gets a token of the new one).
+    """
     path = f"/api/v1/applications/{application_id}"
     return {
         "id": str(application_id),
         "status": "pending",
-        "access_token": issue_access_token(str(application_id), token_secret),
+        "access_token": access_token_for(str(application_id), deadline, token_keys),
         "deadline": iso_utc(deadline),
         "insurers": [{"code": code, "name": name, "status": "pending"} for code, name in insurers],
         "links": {"self": path, "offers": f"{path}/offers"},
     }
 
 
-async def replay(application: Application, body_fingerprint: str, token_secret: str) -> web.Response:
+async def replay(application: Application, body_fingerprint: str, token_keys: TokenKeys) -> web.Response:
     if application.request_fingerprint != body_fingerprint:
         raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
     quotes = (
@@ -80,7 +84,7 @@ async def replay(application: Application, body_fingerprint: str, token_secret: 
         .order_by("insurer_code")
         .values_list("insurer_code", "insurer_name")
     )
-    body = creation_body(application.id, application.deadline, list(quotes), token_secret)
+    body = creation_body(application.id, application.deadline, list(quotes), token_keys)
     return json_response(body, status=201, headers={"Idempotent-Replayed": "true"})
 
 
@@ -94,7 +98,7 @@ async def create_application(request: web.Request) -> web.Response:
     if key is not None:
         existing = await Application.get_or_none(client_scope=caller.scope, idempotency_key=key)
         if existing is not None:
-            return await replay(existing, body_fingerprint, settings.token_secret)
+            return await replay(existing, body_fingerprint, TokenKeys.of(settings))
     try:
         parsed = parse_application(body, today=moscow_today())
     except ApplicationInvalid as exc:
@@ -123,7 +127,7 @@ async def create_application(request: web.Request) -> web.Response:
         existing = await Application.get_or_none(client_scope=caller.scope, idempotency_key=key)
         if existing is None:
             raise
-        return await replay(existing, body_fingerprint, settings.token_secret)
+        return await replay(existing, body_fingerprint, TokenKeys.of(settings))
 
     # The 201 does not wait for the broker's confirms (a quorum queue confirms after its disk
     # write): the application is committed, and the outbox relay publishes any job this
@@ -132,7 +136,7 @@ async def create_application(request: web.Request) -> web.Response:
         publish_new_jobs(request.app[PUBLISHER], request.app[JOB_MARKS], application_id, deadline, quotes)
     )
     log.info("application accepted", extra={"application_id": str(application_id), "quotes": len(quotes)})
-    body = creation_body(application_id, deadline, [(i.code, i.name) for i in insurers], settings.token_secret)
+    body = creation_body(application_id, deadline, [(i.code, i.name) for i in insurers], TokenKeys.of(settings))
     return json_response(body, status=201, headers={"Location": body["links"]["self"]})
 
 
@@ -158,7 +162,7 @@ async def _readable_id(request: web.Request) -> uuid.UUID:
         request.match_info["application_id"],
         access_token=request.headers.get(ACCESS_TOKEN_HEADER) or request.query.get("token"),
         partner_id=request.headers.get(PARTNER_HEADER),
-        token_secret=request.app[SETTINGS].token_secret,
+        token_keys=TokenKeys.of(request.app[SETTINGS]),
     )
     if application_id is None:
         raise ApiError(404, "not_found", "no such application")

@@ -21,7 +21,7 @@ from yarl import URL
 
 from core_app.gate import admit
 from core_app.typedefs import AGGREGATOR, SETTINGS
-from shared.intake.access import bearer_token, readable_application_id
+from shared.intake.access import TokenKeys, bearer_token, readable_application_id
 from shared.intake.caller import ACCESS_TOKEN_HEADER
 from shared.platform.http_api import ApiError, dumps, read_json_body, service_unavailable
 from shared.platform.settings import Settings
@@ -116,7 +116,7 @@ async def offers_socket(request: web.Request) -> web.StreamResponse:
         str(parsed_id),
         access_token=request.query.get("token") or bearer_token(request.headers.get("Authorization")),
         partner_id=client.partner_id,
-        token_secret=settings.token_secret,
+        token_keys=TokenKeys.of(settings),
     )
     if application_id is None:
         raise not_found()

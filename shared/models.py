@@ -77,7 +77,8 @@ class Application(Model):
     client_scope = fields.CharField(max_length=80)
     idempotency_key = fields.CharField(max_length=255, null=True)
     # SHA-256 of the canonical request body: a repeated key with another body is a 409.
-    request_fingerprint = fields.CharField(max_length=64)
+    # NULL with the key once the application is erased (aggregator_api.retention).
+    request_fingerprint = fields.CharField(max_length=64, null=True)
     # The validated, normalised request (API.md POST body shape).
     payload: dict[str, Any] = fields.JSONField()
     vin = fields.CharField(max_length=17, null=True, db_index=True)
@@ -91,6 +92,9 @@ class Application(Model):
     # Quotes not final yet: the finalize that takes it to zero completes the application. A
     # counter updated under the row lock lets that be one statement, without a transaction.
     pending_quotes = fields.SmallIntField(default=0)
+    # When the personal data was erased past OSAGO_RETENTION_DAYS (aggregator_api.retention):
+    # the payload keeps what statistics need; VIN, plate, idempotency key and fingerprint NULL.
+    erased_at = fields.DatetimeField(null=True)
 
     quotes: fields.ReverseRelation[Quote]
     offers: fields.ReverseRelation[Offer]
@@ -108,6 +112,8 @@ class Application(Model):
                 name="idx_application_complete_unpublished",
                 where="status = 'complete' AND NOT complete_event_published",
             ),
+            # The retention job (aggregator_api.retention.ERASE_BATCH).
+            IndexWhere(fields=("created_at",), name="idx_application_unerased_created", where="erased_at IS NULL"),
         )
 
 

@@ -81,6 +81,17 @@ class Settings:
     service_token: str = env_field("local-dev-service-token", _parse_str, secret=True)
     # Key for deriving applications' access tokens (HMAC); never stored in the database.
     token_secret: str = env_field("local-dev-token-secret", _parse_str, secret=True)
+    # The secret before the current one while it is being rotated (empty: none): tokens made
+    # under it still open their applications; new ones are made under token_secret only.
+    token_previous_secret: str = env_field("", _parse_str, secret=True)
+    # An access token opens its application until this long after the application's deadline
+    # (reading the offers, ordering, the policy); it carries its expiry (shared.intake.access).
+    access_token_ttl_s: float = env_field(7 * 24 * 3600.0, _parse_float)
+    # Aggregator: applications older than this many days lose their personal data (payload
+    # reduced to what statistics need, VIN, plate and idempotency key dropped); 0 keeps it forever.
+    retention_days: int = env_field(30, _parse_int)
+    # Aggregator: how often each instance looks for applications past the retention.
+    retention_interval_s: float = env_field(600.0, _parse_float)
     quote_deadline_s: float = env_field(60.0, _parse_float)
     insurers: tuple[str, ...] = env_field((), _parse_csv)
     instance_name: str = env_field("", _parse_str)
@@ -170,6 +181,8 @@ class Settings:
             "breaker_failures": self.breaker_failures,
             "breaker_recovery_s": self.breaker_recovery_s,
             "auth_failures_per_minute": self.auth_failures_per_minute,
+            "access_token_ttl_s": self.access_token_ttl_s,
+            "retention_interval_s": self.retention_interval_s,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -196,6 +209,10 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}PUBLISH_TIMEOUT_S ({self.publish_timeout_s:g}) must be shorter than "
                 f"{ENV_PREFIX}QUOTE_DEADLINE_S ({self.quote_deadline_s:g}) less {RELAY_SETTLE_MARGIN_S:g} s"
+            )
+        if self.retention_days < 0:
+            raise SettingsError(
+                f"{ENV_PREFIX}RETENTION_DAYS must be 0 (keep forever) or positive, got {self.retention_days}"
             )
         if self.api_key_cache_s < 0:
             raise SettingsError(f"{ENV_PREFIX}API_KEY_CACHE_S must be 0 (no cache) or more, got {self.api_key_cache_s}")

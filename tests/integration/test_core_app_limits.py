@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from core_app.app import create_app
 from core_app.typedefs import HUB
-from shared.intake.access import issue_access_token
+from shared.intake.access import TokenKeys, access_token_for
 from shared.models import Application
 from shared.platform.clock import utc_now
 from shared.platform.settings import Settings
@@ -66,15 +66,16 @@ async def core(settings: Settings) -> AsyncIterator[Client]:
 async def stored_application(settings: Settings) -> tuple[str, str]:
     """An application with no quotes: its stream never completes. Its id and access token."""
     application_id = uuid.uuid4()
+    deadline = utc_now() + timedelta(hours=1)
     await Application.create(
         id=application_id,
         client_scope="service",
         request_fingerprint="0" * 64,
         payload=sample_application(),
         region_code="77",
-        deadline=utc_now() + timedelta(hours=1),
+        deadline=deadline,
     )
-    return str(application_id), issue_access_token(str(application_id), settings.token_secret)
+    return str(application_id), access_token_for(str(application_id), deadline, TokenKeys.of(settings))
 
 
 def offers_path(application_id: str, token: str | None = None) -> str:

@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY
 
 from core_app.app import create_app
 from core_app.typedefs import AMQP, HUB
-from shared.intake.access import issue_access_token
+from shared.intake.access import TokenKeys, access_token_for
 from shared.models import Application, Quote, QuoteStatus
 from shared.platform.clock import utc_now
 from shared.platform.settings import Settings
@@ -83,13 +83,14 @@ class Stored:
 async def stored_application(settings: Settings, deadline_in_s: float, insurers: tuple[str, ...] = INSURERS) -> Stored:
     """A pending application with one pending quote per insurer whose jobs nobody will take."""
     application_id = uuid.uuid4()
+    deadline = utc_now() + timedelta(seconds=deadline_in_s)
     await Application.create(
         id=application_id,
         client_scope="service",
         request_fingerprint="0" * 64,
         payload=sample_application(),
         region_code="77",
-        deadline=utc_now() + timedelta(seconds=deadline_in_s),
+        deadline=deadline,
         pending_quotes=len(insurers),
     )
     deadline_monotonic = time.monotonic() + deadline_in_s
@@ -99,7 +100,7 @@ async def stored_application(settings: Settings, deadline_in_s: float, insurers:
             application_id=application_id, insurer_code=code, insurer_name=BY_CODE[code].name, job_published=True
         )
         quotes[code] = quote.id
-    token = issue_access_token(str(application_id), settings.token_secret)
+    token = access_token_for(str(application_id), deadline, TokenKeys.of(settings))
     return Stored(str(application_id), token, deadline_monotonic, quotes)
 
 

@@ -2,21 +2,23 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
-from shared.intake.access import access_token_valid, issue_access_token
+from shared.intake.access import TokenKeys, access_token_valid, issue_access_token
 from shared.intake.api_keys import hash_api_key
 from shared.platform.log_setup import JsonFormatter, mask_personal_data
 
 
 def test_access_token_opens_only_its_own_application() -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    token = issue_access_token(first, "secret")
-    assert access_token_valid(first, token, "secret")
-    assert not access_token_valid(second, token, "secret")
-    assert not access_token_valid(first, token, "another secret")
-    assert not access_token_valid(first, "", "secret")
-    assert not access_token_valid(first, None, "secret")
+    keys = TokenKeys("secret")
+    token = issue_access_token(first, "secret", int(time.time()) + 3600)
+    assert access_token_valid(first, token, keys)
+    assert not access_token_valid(second, token, keys)
+    assert not access_token_valid(first, token, TokenKeys("another secret"))
+    assert not access_token_valid(first, "", keys)
+    assert not access_token_valid(first, None, keys)
     assert len(token) >= 40
 
 
