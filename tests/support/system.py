@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +81,15 @@ async def collect_offer_events(
 
 
 async def start_system(
-    infrastructure: RunInfrastructure, session: aiohttp.ClientSession, *, workers: int = 2
+    infrastructure: RunInfrastructure,
+    session: aiohttp.ClientSession,
+    *,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+    name_prefix: str = "",
 ) -> RunningSystem:
+    """``env``: extra variables for every process (``OSAGO_LOG_LEVEL``...); ``name_prefix``: before each
+    process's name, so its log file (``<prefix><name>.log``) holds only this system's lines."""
     sandbox_port = free_port()
     aggregator_port = free_port()
     base = service_env(
@@ -93,17 +101,21 @@ async def start_system(
         OSAGO_RELAY_INTERVAL_S="0.5",
         OSAGO_SWEEPER_GRACE_S="1",
         OSAGO_BROWSER_RPS="1000",
+        **(env or {}),
     )
     core_ports = [free_port(), free_port()]
     base["OSAGO_ALLOWED_ORIGINS"] = ",".join(f"http://127.0.0.1:{p}" for p in core_ports)
     system = RunningSystem(
-        sandbox=ServiceProcess("sandbox", "quote_workers.sandbox", base, sandbox_port),
-        aggregator=ServiceProcess("aggregator", "aggregator_api", base, aggregator_port),
+        sandbox=ServiceProcess(f"{name_prefix}sandbox", "quote_workers.sandbox", base, sandbox_port),
+        aggregator=ServiceProcess(f"{name_prefix}aggregator", "aggregator_api", base, aggregator_port),
         workers=[
-            ServiceProcess(f"worker{n}", "quote_workers", base, ready_marker=WORKER_READY)
+            ServiceProcess(f"{name_prefix}worker{n}", "quote_workers", base, ready_marker=WORKER_READY)
             for n in range(1, workers + 1)
         ],
-        cores=[ServiceProcess(f"core{n}", "core_app", base, port) for n, port in enumerate(core_ports, start=1)],
+        cores=[
+            ServiceProcess(f"{name_prefix}core{n}", "core_app", base, port)
+            for n, port in enumerate(core_ports, start=1)
+        ],
         deadline_s=infrastructure.deadline_s,
         session=session,
     )

@@ -35,8 +35,12 @@ def test_personal_data_is_masked_in_log_lines() -> None:
         assert secret not in masked, secret
 
 
-def test_json_log_lines_mask_extra_fields_too() -> None:
+def test_json_log_lines_hash_personal_extra_fields() -> None:
+    # A field named like personal data is replaced by a keyed hash (equal values, equal hashes).
     record = logging.makeLogRecord({"msg": "accepted", "levelname": "INFO", "vin": "XW7BF4FK60S123456"})
-    line = JsonFormatter("test").format(record)
+    formatter = JsonFormatter("test")
+    line = formatter.format(record)
     entry = json.loads(line)
-    assert entry["msg"] == "accepted" and entry["vin"] == "[vin]"
+    assert "XW7BF4FK60S123456" not in line
+    assert entry["msg"] == "accepted" and entry["vin"].startswith("hmac:")
+    assert formatter.format(record) == line
