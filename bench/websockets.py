@@ -277,7 +277,8 @@ async def core_app(
         try:
             ids = await _pending_applications(infra.database_url, APPLICATIONS)
             urls = [
-                f"{core.url}/api/v1/applications/{i}/offers?token={issue_access_token(i, TOKEN_SECRET)}" for i in ids
+                f"{core.url}/api/v1/applications/{i}/offers?token={issue_access_token(i, TOKEN_SECRET, int(time.time()) + 86_400)}"
+                for i in ids
             ]
             await clients.connect(urls, core.url)  # warm-up: one socket per application
             before = await _rss_settled(core.pid)

@@ -17,6 +17,7 @@ import collections
 import gc
 import json
 import sys
+import time
 import tracemalloc
 from typing import Any
 
@@ -75,7 +76,10 @@ async def run(sockets: int = 500) -> dict[str, Any]:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         ids = await _pending_applications(infra.database_url, max(1, sockets // 10) + 100)
-        urls = [f"{origin}/api/v1/applications/{i}/offers?token={issue_access_token(i, TOKEN_SECRET)}" for i in ids]
+        urls = [
+            f"{origin}/api/v1/applications/{i}/offers?token={issue_access_token(i, TOKEN_SECRET, int(time.time()) + 86_400)}"
+            for i in ids
+        ]
         warm, measured = urls[-100:], [urls[n % (len(urls) - 100)] for n in range(sockets)]
 
         async def spawn(batch: list[str]) -> asyncio.subprocess.Process:

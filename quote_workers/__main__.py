@@ -80,7 +80,7 @@ async def first_of(*waits: Coroutine[Any, Any, object]) -> None:
 
 def main() -> None:
     settings = settings_or_exit()
-    configure_logging(SERVICE, settings.log_level, json_lines=settings.log_json)
+    configure_logging(SERVICE, settings.log_level, json_lines=settings.log_json, secret=settings.token_secret)
     log.info("starting", extra={"settings": settings.redacted()})
 
     async def serve() -> None:

@@ -13,5 +13,9 @@ def new_api_key() -> str:
 
 
 def hash_api_key(api_key: str) -> str:
-    """API keys are random and long, so a plain SHA-256 is enough to keep them unusable at rest."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
+    """API keys are random and long, so a plain SHA-256 is enough to keep them unusable at rest.
+
+    A header byte that is not UTF-8 reaches us as a surrogate escape: hashed as the byte it
+    was (it matches no key, so the caller gets the 401 of any wrong key, not a 500).
+    """
+    return hashlib.sha256(api_key.encode("utf-8", "surrogateescape")).hexdigest()

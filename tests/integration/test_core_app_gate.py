@@ -3,6 +3,7 @@ the aggregator cannot be reached. Runs on the real database and broker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -90,3 +91,22 @@ async def test_websocket_from_a_foreign_origin_is_refused(core_without_aggregato
         },
     )
     assert response.status == 403
+
+
+async def test_an_api_key_that_is_not_utf8_is_the_401_of_any_wrong_key(core_without_aggregator: TestClient) -> None:
+    """Header bytes that are not UTF-8 arrive as surrogate escapes; hashing them was a 500."""
+    assert core_without_aggregator.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", core_without_aggregator.port)
+    try:
+        writer.write(
+            b"GET /api/v1/applications HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"X-API-Key: osk_\xff\xfe\r\n\r\n"
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"401", answer[:300]
+    assert json.loads(body)["error"]["code"] == "unauthorized"

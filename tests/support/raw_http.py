@@ -4,6 +4,7 @@ a body in several TCP segments with pauses between them, or a chunked body."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -46,6 +47,8 @@ async def post_in_pieces(
         answer = await asyncio.wait_for(reader.read(), timeout=10)
     finally:
         writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
     head_part, _, body_part = answer.partition(b"\r\n\r\n")
     status = int(head_part.split(b" ", 2)[1])
     return status, json.loads(body_part) if body_part else {}
