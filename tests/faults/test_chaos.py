@@ -116,12 +116,12 @@ async def run_client(
 
 
 async def test_chaos_run_loses_nothing(
-    make_cluster: Callable[..., Cluster], fault_infrastructure: RunInfrastructure, http: aiohttp.ClientSession
+    make_cluster: Callable[..., Cluster],
+    fault_infrastructure: RunInfrastructure,
+    http: aiohttp.ClientSession,
+    database_proxy: TcpProxy,
+    broker_proxy: TcpProxy,
 ) -> None:
-    database_proxy = TcpProxy("127.0.0.1", 5432)
-    broker_proxy = TcpProxy("127.0.0.1", 5672)
-    await database_proxy.up()
-    await broker_proxy.up()
     cluster = make_cluster(
         OSAGO_DATABASE_URL=through(fault_infrastructure.database_url, database_proxy),
         OSAGO_AMQP_URL=through(fault_infrastructure.amqp_url, broker_proxy),
