@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services migrate bench clean
+.PHONY: run status test install services nginx migrate bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -18,17 +18,28 @@ install: $(STAMP)
 services:
 	./scripts/ensure-services.sh
 
+# Debian's nginx (the balancers of the local cluster), installed when missing; see the script.
+nginx:
+	./scripts/ensure-nginx.sh
+
 migrate: install services
 	$(VENV)/bin/osago-admin migrate
 
-run: migrate
-	@echo "Web page: http://127.0.0.1:8080/ (second core app: http://127.0.0.1:8180/); Ctrl-C stops everything"
-	$(VENV)/bin/honcho start -f Procfile
+# The local cluster (API.md 1.1) under supervisord, which restarts whatever exits: nginx on 8080
+# (core apps on 8180 + i) and 8081 (aggregators on 8280 + i), the workers and the sandbox; counts
+# from OSAGO_CORE_INSTANCES, OSAGO_AGGREGATOR_INSTANCES, OSAGO_WORKER_INSTANCES (2 each). It prints
+# where the page is and streams every log with its name; Ctrl-C stops everything gracefully.
+run: migrate nginx
+	$(VENV)/bin/python -m local_cluster run
+
+# What `make run` runs (supervisorctl status): each program's state, pid and uptime.
+status:
+	@$(VENV)/bin/python -m local_cluster status
 
 # Browser tests drive Debian's chromium through Playwright (browser downloads are not possible here).
 CHROMIUM := /usr/bin/chromium
 
-test: install services
+test: install services nginx
 	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(VENV)/bin/pytest
 

@@ -59,7 +59,8 @@ async def partner_by_key_hash(key_hash: str) -> KnownPartner | None:
 
 
 def address_scope(remote: str | None) -> str:
-    """Whose failure budget a request spends: its IPv4 address, or its IPv6 /64."""
+    """Whose failure budget (and, for browsers, quota) a request spends: its IPv4 address, or its
+    IPv6 /64. The one place that says what one client's address is; see core_app.gate."""
     if not remote:
         return "unknown"
     try:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from aiolimiter import AsyncLimiter
 
-# Browser buckets are keyed by address; bound how many we remember.
+# Browser buckets are keyed by client address (IPv6: per /64, core_app.gate); bound how many we remember.
 MAX_TRACKED_CLIENTS = 50_000
 
 

@@ -7,6 +7,7 @@ malformed value stops the process at start with a message naming the variable.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,17 @@ def _parse_bool(raw: str) -> bool:
 
 def _parse_csv(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_networks(raw: str) -> tuple[str, ...]:
+    """Addresses or CIDRs, each checked and written in its canonical form (10.0.0.0/8, ::1/128)."""
+    networks = []
+    for item in _parse_csv(raw):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"expected addresses or CIDRs, got {item!r}") from None
+    return tuple(networks)
 
 
 def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
@@ -133,8 +145,14 @@ class Settings:
         ("http://127.0.0.1:8080", "http://localhost:8080", "http://127.0.0.1:8180", "http://localhost:8180"),
         _parse_csv,
     )
-    # Browser path (no API key): requests per second per client address.
-    browser_rps: float = env_field(5.0, _parse_float)
+    # Browser path (no API key): requests per second per client address (IPv6: per /64), a burst
+    # of as many. A page load makes 2-4 API requests (reference data, the application, its socket,
+    # a re-read); 20 lets several people behind one NAT (a family, a flat) load and submit at the
+    # same moment, while one address still cannot push more than 20 applications a second.
+    browser_rps: float = env_field(20.0, _parse_float)
+    # Core app: peers whose X-Forwarded-For is believed (the balancers), as addresses or CIDRs,
+    # comma-separated; empty: nobody's, the TCP peer is the client. `make run` sets 127.0.0.1,::1.
+    trusted_proxies: tuple[str, ...] = env_field((), _parse_networks)
     # Core app: how long a lookup of an API key (partner found, or not) is trusted, so a
     # revoked, deactivated or changed key takes effect within it (0: a query every request).
     api_key_cache_s: float = env_field(30.0, _parse_float)
