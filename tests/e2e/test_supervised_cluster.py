@@ -1,0 +1,138 @@
+"""`make run`'s supervisor for real (python -m local_cluster run, one of each service, on ports,
+a database and a vhost of its own): a SIGKILLed worker is restarted, the balancer answers, and a
+stop (SIGINT, as Ctrl-C) ends every process and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from local_cluster.__main__ import taken_ports
+from local_cluster.layout import Layout
+from tests.support.infrastructure import RunInfrastructure, private_infrastructure
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs it)")
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+COUNTS = {"OSAGO_CORE_INSTANCES": "1", "OSAGO_AGGREGATOR_INSTANCES": "1", "OSAGO_WORKER_INSTANCES": "1"}
+STATUS_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(?:pid (\d+),)?", re.M)
+
+
+def free_offset() -> int:
+    while True:
+        offset = random.randint(12000, 18000)  # every port within 20080-26280: outside the ephemeral range
+        if not taken_ports(Layout(1, 1, 1, offset).all_ports):
+            return offset
+
+
+def status(run_dir: Path) -> dict[str, tuple[str, int | None]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "local_cluster", "--run-dir", str(run_dir), "status"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        check=False,
+    )
+    return {m[1]: (m[2], int(m[3]) if m[3] else None) for m in STATUS_LINE.finditer(result.stdout)}
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.25)
+    return False
+
+
+def start_runner(run_dir: Path, offset: int, env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
+    with output.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "local_cluster", "--run-dir", str(run_dir), "--port-offset", str(offset), "run"],
+            cwd=REPOSITORY,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+async def own_infrastructure() -> AsyncIterator[RunInfrastructure]:
+    async with private_infrastructure(prefix="osago_test_cluster") as (infrastructure, _):
+        yield infrastructure
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_the_supervisor_restarts_a_killed_worker_and_stops_with_0(own_infrastructure: RunInfrastructure) -> None:
+    run_dir = Path(tempfile.mkdtemp(prefix="osago-cluster-"))  # short: the supervisor's unix socket
+    offset = free_offset()
+    layout = Layout(1, 1, 1, offset)
+    output = run_dir / "run.out"
+    runner = start_runner(run_dir, offset, own_infrastructure.env(**COUNTS), output)
+    try:
+        expected = {"sandbox", "balancer", "aggregator:aggregator1", "worker:worker1", "core:core1"}
+
+        async def all_running() -> bool:
+            states = status(run_dir)
+            return set(states) == expected and all(state == "RUNNING" for state, _ in states.values())
+
+        assert await until(all_running, 25), (status(run_dir), output.read_text()[-3000:])
+        async with aiohttp.ClientSession() as session:
+
+            async def balancer_ready() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{layout.core_balancer_port}/readyz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            assert await until(balancer_ready, 15)
+        pids = {name: pid for name, (_, pid) in status(run_dir).items()}
+        worker_pid = pids["worker:worker1"]
+        assert worker_pid is not None
+        os.kill(worker_pid, signal.SIGKILL)
+
+        async def worker_back() -> bool:
+            state, pid = status(run_dir)["worker:worker1"]
+            return state == "RUNNING" and pid not in (None, worker_pid)
+
+        assert await until(worker_back, 10), status(run_dir)
+        # The others were left alone.
+        after = {name: pid for name, (_, pid) in status(run_dir).items()}
+        assert {k: v for k, v in after.items() if k != "worker:worker1"} == {
+            k: v for k, v in pids.items() if k != "worker:worker1"
+        }
+
+        runner.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert runner.wait(timeout=30) == 0
+        children = [pid for pid in after.values() if pid is not None]
+        assert not [pid for pid in children if alive(pid)]
+        text = output.read_text()
+        assert re.search(r"^worker1 +\| .*worker consuming", text, re.M)  # every log, by name
+        assert "exited: worker1 (terminated by SIGKILL; not expected)" in text
+        assert "local_cluster: supervisord exited with 0" in text
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        shutil.rmtree(run_dir, ignore_errors=True)
