@@ -7,7 +7,7 @@ Every figure is counted and printed, then checked like a Jepsen history: nothing
 lost, stuck, late or duplicated, no insurer is asked twice for one quote, and every quote
 ends `offered` (every sandbox insurer prices the sample and none is set to fail: whatever
 else a quote ends as, the pipeline lost an answer). Only the SIGKILLed worker's answers in
-hand may be asked for again.
+hand, and jobs whose published-mark was lost in the database cut, may be asked for again.
 """
 
 from __future__ import annotations
@@ -207,8 +207,10 @@ async def test_chaos_run_loses_nothing(
     assert lost == 0 and not stuck and not late
     assert by_status == Counter({QuoteStatus.OFFERED.value: APPLICATIONS * 10})
     assert duplicate_offers == 0 and duplicates_shown == 0
-    # Only a SIGKILL loses answers in hand: the killed worker's quotes are asked once more (with
-    # the same idempotency key, so the insurer answers the same), at most what it held.
-    assert sandbox["most_times_one_quote_was_asked"] <= 2
+    # Asked again, always with the same idempotency key (the insurer answers the same): the
+    # SIGKILLed worker's answers in hand, and a job whose published-mark the database cut lost,
+    # relayed once more and priced by the other worker at the same moment. Bounded by what
+    # one worker holds.
+    assert sandbox["most_times_one_quote_was_asked"] <= 3
     assert sandbox["quotes_asked_again"] <= WORKER_PREFETCH
     assert not streams_incomplete and not finals_wrong
