@@ -8,6 +8,13 @@ Live events are hints: one can be lost (a channel reopened, an auto-delete queue
 with its consumer, a publish that never happened). So the database is read again on a
 resync marker, on `complete`, and once more shortly after the application's deadline,
 when every quote is final (the sweeper's doing) and the socket is closed either way.
+
+A client that does not read: aiohttp's send and close wait for the transport to drain, with
+no bound of their own, and a client that keeps sending frames is never pinged (received data
+postpones aiohttp's heartbeat) nor idle. So every send and close here is bounded
+(``SEND_TIMEOUT_S``); past it the connection is aborted, dropping what its buffer holds. What
+one socket is owed meanwhile is bounded by its subscription (``Subscription.max_pending``) and
+the transport's buffer (aiohttp drains past its writer limit).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import json
 import logging
 import uuid
+from asyncio import BaseTransport
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -42,26 +50,48 @@ DEFAULT_END_AFTER_DEADLINE_S = 5.0  # with the default settings: grace 2 s + a r
 # The close of a socket whose application is still pending at its end (the sweeper is not
 # running?): what there is has been sent; the client may come back later.
 STILL_PENDING = (WSCloseCode.TRY_AGAIN_LATER, b"still pending after the deadline; reconnect later")
+# How long one send (or close) may wait for a client to take its bytes; past it the client is not
+# reading and its connection is aborted (it replays what it missed from the database on reconnect).
+SEND_TIMEOUT_S = 10.0
+
+
+async def bounded_close(ws: web.WebSocketResponse, transport: BaseTransport | None, code: int, message: bytes) -> None:
+    """Close with a close frame if the client takes it within SEND_TIMEOUT_S; abort otherwise."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await ws.close(code=code, message=message)
+    except TimeoutError:
+        abort(transport)
+
+
+def abort(transport: BaseTransport | None) -> None:
+    """Drop the connection and what its buffer holds (close() would wait for the buffer to flush)."""
+    if transport is not None and hasattr(transport, "abort"):
+        transport.abort()
 
 
 class LiveSockets:
     """Every open offers socket of this process, so shutdown can close them with a close frame."""
 
     def __init__(self) -> None:
-        self._sockets: set[web.WebSocketResponse] = set()
+        # Each socket with its connection's transport, to abort one that does not take its close frame.
+        self._sockets: dict[web.WebSocketResponse, BaseTransport | None] = {}
 
-    def add(self, ws: web.WebSocketResponse) -> None:
-        self._sockets.add(ws)
+    def add(self, ws: web.WebSocketResponse, transport: BaseTransport | None = None) -> None:
+        self._sockets[ws] = transport
 
     def discard(self, ws: web.WebSocketResponse) -> None:
-        self._sockets.discard(ws)
+        self._sockets.pop(ws, None)
 
     def __len__(self) -> int:
         return len(self._sockets)
 
     async def close_all(self) -> None:
         await asyncio.gather(
-            *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in list(self._sockets)),
+            *(
+                bounded_close(ws, transport, WSCloseCode.GOING_AWAY, b"server shutdown")
+                for ws, transport in list(self._sockets.items())
+            ),
             return_exceptions=True,
         )
 
@@ -119,16 +149,17 @@ async def stream_offers(
         compress=False,
     )
     subscription = hub.subscribe(key)
-    sender = _Sender(ws, subscription, application_id, snapshots, end_after_deadline)
+    transport = request.transport
+    sender = _Sender(ws, transport, subscription, application_id, snapshots, end_after_deadline)
     try:
         await ws.prepare(request)
-        sockets.add(ws)
+        sockets.add(ws, transport)
         sender.wake()  # the snapshot first; events arriving meanwhile wait in the subscription
         subscription.on_event = sender.wake
-        await _drain_client(ws)
+        await _drain_client(ws, transport)
         await sender.stop()
         if not ws.closed:
-            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"stream ended")
+            await bounded_close(ws, transport, WSCloseCode.INTERNAL_ERROR, b"stream ended")
         return ws
     finally:
         subscription.on_event = None
@@ -137,7 +168,7 @@ async def stream_offers(
         await sender.stop()
 
 
-async def _drain_client(ws: web.WebSocketResponse) -> None:
+async def _drain_client(ws: web.WebSocketResponse, transport: BaseTransport | None) -> None:
     """Read (and ignore) what the client sends, so pongs, closes and limits are noticed."""
     try:
         async for message in ws:
@@ -146,7 +177,7 @@ async def _drain_client(ws: web.WebSocketResponse) -> None:
                 return
     except TimeoutError:
         # receive_timeout elapsed without a single frame (pong included): the client is gone or idle.
-        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
+        await bounded_close(ws, transport, WSCloseCode.POLICY_VIOLATION, b"idle timeout")
 
 
 class _Sender:
@@ -154,6 +185,7 @@ class _Sender:
 
     __slots__ = (
         "_ws",
+        "_transport",
         "_subscription",
         "_application_id",
         "_task",
@@ -170,12 +202,14 @@ class _Sender:
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        transport: BaseTransport | None,
         subscription: Subscription,
         application_id: uuid.UUID,
         snapshots: SnapshotReads,
         end_after_deadline: float,
     ) -> None:
         self._ws = ws
+        self._transport = transport
         self._subscription = subscription
         self._application_id = application_id
         self._task: asyncio.Task[None] | None = None
@@ -211,7 +245,7 @@ class _Sender:
             pass  # the client left; the reader sees it too
         except Exception:
             log.warning("offers socket ended with an error", exc_info=True)
-            await self._ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"stream ended")
+            await self._close(WSCloseCode.INTERNAL_ERROR, b"stream ended")
         finally:
             # A finished task keeps its coroutine object: an idle socket should hold neither.
             if self._task is asyncio.current_task():
@@ -231,12 +265,12 @@ class _Sender:
                 await self._end()
                 return True
             if subscription.overflowed:
-                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow; reconnect")
+                await self._close(WSCloseCode.TRY_AGAIN_LATER, b"client too slow; reconnect")
                 return True
             event_id, event_type, text = subscription.pending.pop(0)
             if event_type == "complete" and self._has_every_final():
-                await ws.send_str(text)
-                await ws.close(code=WSCloseCode.OK)
+                if await self._send(text):
+                    await self._close(WSCloseCode.OK)
                 return True
             if event_type in ("resync", "complete"):
                 # A quote event lost on its way (broker hiccup) must not be skipped by a
@@ -249,8 +283,26 @@ class _Sender:
             self._seen.add(event_id)
             if event_type in FINAL_EVENT_TYPES:
                 self._finals_sent += 1
-            await ws.send_str(text)
+            if not await self._send(text):
+                return True
         return ws.closed
+
+    async def _send(self, text: str) -> bool:
+        """Send one event within SEND_TIMEOUT_S; False when the client did not take it (and was dropped)."""
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await self._ws.send_str(text)
+        except TimeoutError:
+            log.warning(
+                "offers socket dropped: the client does not read",
+                extra={"application_id": str(self._application_id)},
+            )
+            abort(self._transport)
+            return False
+        return True
+
+    async def _close(self, code: int, message: bytes = b"") -> None:
+        await bounded_close(self._ws, self._transport, code, message)
 
     def _arm_end_timer(self, deadline_in_s: float) -> None:
         delay = max(deadline_in_s, 0.0) + self._end_after
@@ -268,17 +320,16 @@ class _Sender:
                 "offers socket ended with its application still pending",
                 extra={"application_id": str(self._application_id)},
             )
-            await self._ws.close(code=STILL_PENDING[0], message=STILL_PENDING[1])
+            await self._close(STILL_PENDING[0], STILL_PENDING[1])
 
     def _has_every_final(self) -> bool:
         return self._quotes is not None and self._finals_sent >= self._quotes
 
     async def _send_snapshot(self) -> bool:
         """Send stored events not sent yet; True when the stream is complete (and closed)."""
-        ws = self._ws
         snapshot = await self._snapshots.load(self._application_id)
         if snapshot is None:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"application not found")
+            await self._close(WSCloseCode.POLICY_VIOLATION, b"application not found")
             return True
         first = self._quotes is None
         self._quotes = len(snapshot.quotes)
@@ -288,9 +339,10 @@ class _Sender:
             self._seen.add(event["event_id"])
             if event["type"] in FINAL_EVENT_TYPES:
                 self._finals_sent += 1
-            await ws.send_str(_dump(event))
+            if not await self._send(_dump(event)):
+                return True
             if event["type"] == "complete":
-                await ws.close(code=WSCloseCode.OK)
+                await self._close(WSCloseCode.OK)
                 return True
         if first and not self._ending:
             self._arm_end_timer((snapshot.application.deadline - utc_now()).total_seconds())
