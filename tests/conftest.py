@@ -8,6 +8,32 @@ import pytest
 
 from tests.support.infrastructure import BrokerAdmin, RunInfrastructure, private_infrastructure
 
+# Hypothesis runs (tests/fuzz/, tests/unit/test_schema_properties.py): `make test` replays the same
+# examples every time (derandomized; a failure there is reproducible); `--fuzz-long` draws new ones,
+# ten times as many, and the fuzz tests send six times as many requests (tests/fuzz/conftest.py).
+HYPOTHESIS_PROFILES = {
+    "osago": {"max_examples": 200, "derandomize": True},
+    "osago-long": {"max_examples": 2000, "derandomize": False},
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-long",
+        action="store_true",
+        default=False,
+        help="the long fuzz run: 10,000+ generated API requests and 2,000 examples per schema property",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from hypothesis import settings
+
+    for name, values in HYPOTHESIS_PROFILES.items():
+        # No example database: nothing written into the work tree; no deadline on a loaded two-core machine.
+        settings.register_profile(name, database=None, deadline=None, print_blob=True, **values)  # type: ignore[arg-type]
+    settings.load_profile("osago-long" if config.getoption("fuzz_long") else "osago")
+
 
 @pytest.fixture(scope="session")
 async def infrastructure_and_admin() -> AsyncIterator[tuple[RunInfrastructure, BrokerAdmin]]:

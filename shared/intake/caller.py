@@ -16,7 +16,13 @@ CLIENT_SCOPE_HEADER = "X-Osago-Client-Scope"
 PARTNER_HEADER = "X-Osago-Partner-Id"
 ACCESS_TOKEN_HEADER = "X-Osago-Access-Token"
 
-_SCOPE_PATTERN = re.compile(r"^(service|partner:[0-9a-f-]{36}|browser:[0-9A-Za-z.:_-]{1,64})$")
+# A partner's id as the core app writes it (str(uuid)): 36 hyphens matched the old [0-9a-f-]{36}
+# and made a 500 when stored (tests/fuzz/).
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_SCOPE_PATTERN = re.compile(rf"^(service|partner:{_UUID}|browser:[0-9A-Za-z.:_-]{{1,64}})$")
+# For the aggregator's OpenAPI document.
+SCOPE_PATTERN = _SCOPE_PATTERN.pattern
+PARTNER_ID_PATTERN = f"^{_UUID}$"
 SERVICE_SCOPE = "service"
 
 

@@ -7,11 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.exceptions import IntegrityError
 
-from shared.intake.caller import Caller
+from shared.intake.caller import PARTNER_HEADER, Caller
 from shared.models import Quote
 from shared.platform.clock import utc_now
+from shared.platform.http_api import ApiError
 
 # The application and its quotes in one statement: atomic without a transaction around it,
 # and one round trip instead of four (BEGIN, two INSERTs, COMMIT).
@@ -38,7 +41,30 @@ async def store_application(
     deadline: datetime,
     quotes: list[Quote],
 ) -> None:
+    """Raises ApiError 400 when the caller names a partner that does not exist (the foreign key says
+    so in the same statement: no lookup first); IntegrityError for a duplicate Idempotency-Key."""
     vehicle = payload["vehicle"]
+    try:
+        await _insert(application_id, caller, key, body_fingerprint, payload, vehicle, deadline, quotes)
+    except IntegrityError as exc:
+        # Only holders of the service token name partners, and the core app names only partners it
+        # found: an unknown one is the caller's mistake, not a dependency down (it was a 503 with
+        # Retry-After, asking to retry what can never succeed; found by tests/fuzz/).
+        if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+            raise ApiError(400, "bad_client_scope", f"{PARTNER_HEADER} names no partner") from None
+        raise
+
+
+async def _insert(
+    application_id: uuid.UUID,
+    caller: Caller,
+    key: str | None,
+    body_fingerprint: str,
+    payload: dict[str, Any],
+    vehicle: dict[str, Any],
+    deadline: datetime,
+    quotes: list[Quote],
+) -> None:
     await Tortoise.get_connection("default").execute_query(
         _STORE_APPLICATION,
         [

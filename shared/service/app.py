@@ -113,8 +113,9 @@ def create_service_app(
     return app
 
 
-async def openapi_handler(_: web.Request) -> web.Response:
-    return json_response(openapi_document())
+async def openapi_handler(request: web.Request) -> web.Response:
+    # Each service documents the operations it serves (the aggregator has no list, no reference).
+    return json_response(openapi_document("aggregator" if request.app[SERVICE_NAME] == "aggregator" else "core"))
 
 
 def serve(service: str, create_app: Callable[[Settings], web.Application], default_port: int) -> None:
