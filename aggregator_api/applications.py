@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from tortoise.exceptions import IntegrityError
 from aggregator_api.typedefs import INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
 from shared.intake.access import TokenKeys, access_token_for, readable_application_id
 from shared.intake.caller import ACCESS_TOKEN_HEADER, PARTNER_HEADER, Caller
+from shared.intake.idempotency import idempotency_key
 from shared.intake.schema import ApplicationInvalid, parse_application
 from shared.intake.store import store_application
 from shared.live.application_view import reload_snapshot
@@ -33,23 +33,7 @@ from shared.service.app import offers_stream
 
 log = logging.getLogger(__name__)
 
-_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
-
 routes = web.RouteTableDef()
-
-
-def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not _KEY_PATTERN.match(key):
-        raise ApiError(
-            400,
-            "bad_idempotency_key",
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            [{"path": "Idempotency-Key", "message": "must be 1 to 255 printable ASCII characters"}],
-        )
-    return key
 
 
 def fingerprint(body: Any) -> str:
@@ -92,7 +76,7 @@ async def replay(application: Application, body_fingerprint: str, token_keys: To
 async def create_application(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     caller = Caller.from_headers(request.headers)
-    key = idempotency_key(request)
+    key = idempotency_key(request.headers)
     body = await read_json_body(request, settings.max_body_bytes)
     body_fingerprint = fingerprint(body)
     if key is not None:

@@ -23,6 +23,7 @@ from core_app.gate import admit
 from core_app.typedefs import AGGREGATOR, SETTINGS
 from shared.intake.access import TokenKeys, bearer_token, readable_application_id
 from shared.intake.caller import ACCESS_TOKEN_HEADER
+from shared.intake.idempotency import IDEMPOTENCY_KEY_HEADER, idempotency_key
 from shared.platform.http_api import ApiError, dumps, read_json_body, service_unavailable
 from shared.platform.settings import Settings
 from shared.service.app import offers_stream
@@ -85,8 +86,9 @@ async def create_application(request: web.Request) -> web.Response:
     client = await admit(request)
     body = await read_json_body(request, request.app[SETTINGS].max_body_bytes)
     headers = client.headers
-    if "Idempotency-Key" in request.headers:
-        headers["Idempotency-Key"] = request.headers["Idempotency-Key"]
+    key = idempotency_key(request.headers)
+    if key is not None:
+        headers[IDEMPOTENCY_KEY_HEADER] = key
     url = aggregator_url(request.app[SETTINGS])
     return await forward(request, "POST", url, headers=headers, body=dumps(body).encode())
 

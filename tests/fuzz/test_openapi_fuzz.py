@@ -451,14 +451,6 @@ def test_the_aggregator_refuses_an_idempotency_key_that_is_not_ascii(
     assert fuzz_system.rows.counts() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core_app/applications.py forwards the key as aiohttp parsed it (a lone surrogate for the byte); "
-        "aiohttp's client drops the surrogate, so the aggregator stores 'caf', a key the client never sent, "
-        "and two different such keys are one (a replay of the other's application, or a 409)"
-    ),
-)
 def test_the_core_app_refuses_an_idempotency_key_that_is_not_ascii(
     fuzz_system: FuzzSystem, http: requests.Session
 ) -> None:
