@@ -24,12 +24,12 @@ from aiohttp.test_utils import TestClient
 from aggregator_api.typedefs import SETTINGS
 from core_app.app import create_app as create_core_app
 from shared.intake.access import TokenKeys, access_token_for, issue_access_token
-from shared.models import Application
 from shared.platform.clock import utc_now
 from tests.integration.conftest import SERVICE_TOKEN
 from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.samples import sample_application
+from tests.support.stored import store_bare_application
 
 Client = TestClient[web.Request, web.Application]
 
@@ -161,20 +161,6 @@ def token_parts(token: str) -> tuple[int, str]:
     return int(expiry), mac
 
 
-async def stored_application(deadline: datetime) -> str:
-    """An application stored directly (no quotes), with the deadline a test needs."""
-    application_id = uuid.uuid4()
-    await Application.create(
-        id=application_id,
-        client_scope="service",
-        request_fingerprint="0" * 64,
-        payload=sample_application(),
-        region_code="77",
-        deadline=deadline,
-    )
-    return str(application_id)
-
-
 def legacy_token(application_id: str, secret: str) -> str:
     """A token of the release before expiries: the bare HMAC of the id."""
     digest = hmac.new(secret.encode(), f"application-access:{application_id}".encode(), hashlib.sha256).digest()
@@ -219,7 +205,7 @@ async def test_an_expired_token_is_404_for_get_and_socket(aggregator: TestClient
     assert await opens(core, application_id, expired, service=False) == (404, 404)
     # And one the server issued for an application whose deadline + TTL has passed.
     old_deadline = utc_now() - timedelta(days=8)
-    old_id = await stored_application(old_deadline)
+    old_id = str(await store_bare_application(old_deadline))
     old_token = access_token_for(old_id, old_deadline, TokenKeys.of(aggregator.app[SETTINGS]))
     assert await opens(aggregator, old_id, old_token, service=True) == (404, 404)
     assert await opens(core, old_id, old_token, service=False) == (404, 404)
@@ -250,6 +236,6 @@ async def test_legacy_tokens_open_until_the_deadline_plus_the_ttl(aggregator: Te
     assert await opens(core, recent["id"], legacy_token(recent["id"], secret), service=False) == (200, 101)
     assert await opens(core, recent["id"], legacy_token(recent["id"], "another-secret"), service=False) == (404, 404)
     # An application whose deadline + TTL has passed: its legacy token opens nothing.
-    old_id = await stored_application(utc_now() - timedelta(days=8))
+    old_id = str(await store_bare_application(utc_now() - timedelta(days=8)))
     assert await opens(aggregator, old_id, legacy_token(old_id, secret), service=True) == (404, 404)
     assert await opens(core, old_id, legacy_token(old_id, secret), service=False) == (404, 404)

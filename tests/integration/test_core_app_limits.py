@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -19,14 +18,11 @@ from aiohttp.test_utils import TestClient
 
 from core_app.app import create_app
 from core_app.typedefs import HUB
-from shared.intake.access import TokenKeys, access_token_for
-from shared.models import Application
-from shared.platform.clock import utc_now
 from shared.platform.settings import Settings
 from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
-from tests.support.samples import sample_application
+from tests.support.stored import open_application
 
 Client = TestClient[web.Request, web.Application]
 
@@ -63,21 +59,6 @@ async def core(settings: Settings) -> AsyncIterator[Client]:
         yield client
 
 
-async def stored_application(settings: Settings) -> tuple[str, str]:
-    """An application with no quotes: its stream never completes. Its id and access token."""
-    application_id = uuid.uuid4()
-    deadline = utc_now() + timedelta(hours=1)
-    await Application.create(
-        id=application_id,
-        client_scope="service",
-        request_fingerprint="0" * 64,
-        payload=sample_application(),
-        region_code="77",
-        deadline=deadline,
-    )
-    return str(application_id), access_token_for(str(application_id), deadline, TokenKeys.of(settings))
-
-
 def offers_path(application_id: str, token: str | None = None) -> str:
     path = f"/api/v1/applications/{application_id}/offers"
     return path if token is None else f"{path}?token={token}"
@@ -110,7 +91,7 @@ async def test_body_over_the_configured_limit_is_413_with_or_without_content_len
 
 
 async def test_frame_over_the_configured_size_closes_the_socket_with_1009(core: Client, settings: Settings) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     async with core.ws_connect(offers_path(application_id, token)) as ws:
         await ws.send_str("x" * (MAX_MESSAGE_BYTES // 2))  # small frames are read and ignored
         await ws.send_str("x" * (MAX_MESSAGE_BYTES + 1))
@@ -120,14 +101,14 @@ async def test_frame_over_the_configured_size_closes_the_socket_with_1009(core: 
 
 
 async def test_offers_socket_declines_compression_that_browsers_offer(core: Client, settings: Settings) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     async with core.ws_connect(offers_path(application_id, token), compress=15) as ws:
         assert ws.compress == 0  # no permessage-deflate in the handshake answer
         assert core.app[HUB].subscriber_count(application_id) == 1
 
 
 async def test_silent_client_is_closed_after_the_idle_timeout(core: Client, settings: Settings) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     async with core.ws_connect(offers_path(application_id, token), autoping=False) as ws:
         # The server has nothing to send (no quote will ever finish) and we say nothing.
         message = await ws.receive(timeout=IDLE_TIMEOUT_S * 10)
@@ -137,7 +118,7 @@ async def test_silent_client_is_closed_after_the_idle_timeout(core: Client, sett
 
 
 async def test_client_that_keeps_talking_outlives_the_idle_timeout(core: Client, settings: Settings) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     async with core.ws_connect(offers_path(application_id, token)) as ws:
         server_said = asyncio.create_task(ws.receive())
         # Twice the idle timeout, with a frame every sixth of it: never idle for long.
@@ -153,7 +134,7 @@ async def test_client_that_keeps_talking_outlives_the_idle_timeout(core: Client,
 async def test_sockets_over_the_per_application_cap_are_refused_before_the_upgrade(
     core: Client, settings: Settings
 ) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     path = offers_path(application_id, token)
     held = [await core.ws_connect(path) for _ in range(MAX_SOCKETS)]
     try:
@@ -167,7 +148,7 @@ async def test_sockets_over_the_per_application_cap_are_refused_before_the_upgra
         assert (await response.json())["error"]["code"] == "too_many_streams"
 
         # The cap is per application: another application's stream opens as usual.
-        other_id, other_token = await stored_application(settings)
+        other_id, other_token = await open_application(settings)
         async with core.ws_connect(offers_path(other_id, other_token)) as other:
             assert not other.closed
     finally:
@@ -192,8 +173,8 @@ async def test_sockets_over_the_per_application_cap_are_refused_before_the_upgra
 async def test_streams_without_a_valid_token_are_refused_with_404_before_any_frame(
     core: Client, settings: Settings
 ) -> None:
-    application_id, token = await stored_application(settings)
-    other_id, other_token = await stored_application(settings)
+    application_id, token = await open_application(settings)
+    other_id, other_token = await open_application(settings)
     for path in (
         offers_path(application_id),
         offers_path(application_id, ""),
@@ -210,7 +191,7 @@ async def test_streams_without_a_valid_token_are_refused_with_404_before_any_fra
 
 
 async def test_browser_streams_are_accepted_only_from_configured_origins(core: Client, settings: Settings) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     async with core.ws_connect(offers_path(application_id, token), headers={"Origin": ALLOWED_ORIGIN}) as ws:
         assert not ws.closed
     for origin in ("http://evil.test", "null", f"{ALLOWED_ORIGIN}.evil.test"):

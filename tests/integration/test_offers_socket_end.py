@@ -37,7 +37,8 @@ from shared.quoting.outcomes import FinalizeRequest, OfferOutcome, StatusOutcome
 from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
-from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS, sample_application
+from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
+from tests.support.stored import store_bare_application
 
 Client = TestClient[web.Request, web.Application]
 
@@ -82,17 +83,8 @@ class Stored:
 
 async def stored_application(settings: Settings, deadline_in_s: float, insurers: tuple[str, ...] = INSURERS) -> Stored:
     """A pending application with one pending quote per insurer whose jobs nobody will take."""
-    application_id = uuid.uuid4()
     deadline = utc_now() + timedelta(seconds=deadline_in_s)
-    await Application.create(
-        id=application_id,
-        client_scope="service",
-        request_fingerprint="0" * 64,
-        payload=sample_application(),
-        region_code="77",
-        deadline=deadline,
-        pending_quotes=len(insurers),
-    )
+    application_id = await store_bare_application(deadline, pending_quotes=len(insurers))
     deadline_monotonic = time.monotonic() + deadline_in_s
     quotes = {}
     for code in insurers:

@@ -22,9 +22,7 @@ import base64
 import os
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -34,11 +32,8 @@ from aiohttp.test_utils import TestClient
 
 from core_app.app import create_app
 from core_app.typedefs import HUB, SOCKETS
-from shared.intake.access import TokenKeys, access_token_for
 from shared.live import stream
-from shared.models import Application
 from shared.platform.amqp import ConfirmingPublisher, robust_connection
-from shared.platform.clock import utc_now
 from shared.platform.settings import Settings
 from shared.quoting.events import event_message
 from shared.quoting.topology import OFFERS_EXCHANGE, declare_offers_exchange
@@ -46,7 +41,7 @@ from tests.support.cluster import eventually
 from tests.support.in_process import in_process
 from tests.support.infrastructure import RunInfrastructure
 from tests.support.processes import free_port
-from tests.support.samples import sample_application
+from tests.support.stored import open_application
 
 Client = TestClient[web.Request, web.Application]
 
@@ -93,21 +88,6 @@ async def publisher(infrastructure: RunInfrastructure) -> AsyncIterator[Confirmi
         yield publisher
 
 
-async def stored_application(settings: Settings) -> tuple[str, str]:
-    """An application with no quotes (its stream never completes): its id and access token."""
-    application_id = uuid.uuid4()
-    deadline = utc_now() + timedelta(hours=1)
-    await Application.create(
-        id=application_id,
-        client_scope="service",
-        request_fingerprint="0" * 64,
-        payload=sample_application(),
-        region_code="77",
-        deadline=deadline,
-    )
-    return str(application_id), access_token_for(str(application_id), deadline, TokenKeys.of(settings))
-
-
 def offers_path(application_id: str, token: str) -> str:
     return f"/api/v1/applications/{application_id}/offers?token={token}"
 
@@ -147,7 +127,7 @@ async def test_a_frame_flood_is_read_and_ignored_without_memory_growing(
     cores: tuple[Client, Client], settings: Settings, publisher: ConfirmingPublisher
 ) -> None:
     core = cores[0]
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     frames = 30_000
     async with core.ws_connect(offers_path(application_id, token)) as ws:
         await ws.send_str("warm-up")  # the server's first read allocates what it keeps
@@ -233,7 +213,7 @@ async def test_a_client_that_never_reads_is_dropped_and_what_it_is_owed_stays_bo
 ) -> None:
     core = cores[0]
     hub, sockets = core.app[HUB], core.app[SOCKETS]
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     open_before = len(sockets)
     client = await SilentReader.connect(core.port, offers_path(application_id, token))
     try:
@@ -281,7 +261,7 @@ async def _async(value: bool) -> bool:
 async def test_each_instance_caps_the_sockets_of_one_application_on_its_own(
     cores: tuple[Client, Client], settings: Settings
 ) -> None:
-    application_id, token = await stored_application(settings)
+    application_id, token = await open_application(settings)
     path = offers_path(application_id, token)
     held: list[aiohttp.ClientWebSocketResponse] = []
     try:
@@ -310,8 +290,8 @@ async def test_each_instance_caps_the_sockets_of_one_application_on_its_own(
 async def test_another_application_s_token_is_404_before_the_upgrade_on_every_instance(
     cores: tuple[Client, Client], settings: Settings
 ) -> None:
-    application_id, _ = await stored_application(settings)
-    _, other_token = await stored_application(settings)
+    application_id, _ = await open_application(settings)
+    _, other_token = await open_application(settings)
     for core in cores:
         response = await core.get(offers_path(application_id, other_token), headers=UPGRADE_HEADERS)
         assert response.status == 404
