@@ -1,5 +1,7 @@
 # The two README commands: `make run` (the whole system) and `make test` (every test).
 SHELL := /bin/bash
+# Debian installs nginx in /usr/sbin, which a non-login shell may not have on its PATH.
+export PATH := $(PATH):/usr/sbin:/sbin
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 
 import pytest
@@ -49,3 +50,11 @@ def infrastructure(infrastructure_and_admin: tuple[RunInfrastructure, BrokerAdmi
 @pytest.fixture(scope="session")
 def broker_admin(infrastructure_and_admin: tuple[RunInfrastructure, BrokerAdmin]) -> BrokerAdmin:
     return infrastructure_and_admin[1]
+
+
+@pytest.fixture(scope="session")
+def nginx_installed() -> None:
+    """Tests of the balancer need Debian's nginx; `make test` installs it, so its absence is a
+    failure (a skip would let a fresh machine pass without ever running them)."""
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx is missing: `make test` installs Debian's nginx (scripts/ensure-nginx.sh)")

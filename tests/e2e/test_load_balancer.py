@@ -6,7 +6,6 @@ never holds a socket's ?token=."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -23,7 +22,7 @@ from tests.support.processes import ServiceProcess, free_port
 from tests.support.samples import sample_application
 from tests.support.system import collect_offer_events
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs it)")
+pytestmark = pytest.mark.usefixtures("nginx_installed")
 
 BROWSER_RPS = 3
 

@@ -24,7 +24,7 @@ from local_cluster.__main__ import taken_ports
 from local_cluster.layout import Layout
 from tests.support.infrastructure import RunInfrastructure, private_infrastructure
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs it)")
+pytestmark = pytest.mark.usefixtures("nginx_installed")
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COUNTS = {"OSAGO_CORE_INSTANCES": "1", "OSAGO_AGGREGATOR_INSTANCES": "1", "OSAGO_WORKER_INSTANCES": "1"}

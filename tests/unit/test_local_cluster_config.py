@@ -5,7 +5,6 @@ stop timeouts longer than each service's grace, and no run-tooling variables for
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -60,9 +59,8 @@ def test_sockets_and_passive_health_checks(tmp_path: Path) -> None:
         assert paths and all(path.startswith(run) for path in paths), directive
 
 
+@pytest.mark.usefixtures("nginx_installed")
 def test_nginx_accepts_the_generated_config(tmp_path: Path) -> None:
-    if shutil.which("nginx") is None:
-        pytest.skip("nginx is not installed (make test installs it)")
     nginx_path, _ = write_configs(Layout(cores=3, aggregators=2), tmp_path)
     result = check_nginx(nginx_path, tmp_path)
     assert result.returncode == 0, result.stderr
