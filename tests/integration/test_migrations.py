@@ -10,20 +10,19 @@ import contextvars
 import importlib
 import io
 import json
-import secrets
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 from aerich import Command
 from aerich.coder import encoder
 from aerich.utils import decompress_dict, get_models_describe
 
 from aggregator_api.admin import MIGRATIONS_DIR, migrate
-from shared.platform.db import create_database_if_missing, drop_database, tortoise_config
-from tests.support.infrastructure import POSTGRES_URL, RunInfrastructure
+from shared.platform.db import tortoise_config
+from tests.support.infrastructure import RunInfrastructure
+from tests.support.migrations import empty_database, indexes, migrate_to, migration_files
+
+__all__ = ["empty_database"]  # a fixture, imported explicitly
 
 # The indexes the periodic queries read (aggregator_api.outbox, aggregator_api.deadlines), as
 # PostgreSQL prints them, and those they replaced.
@@ -37,17 +36,7 @@ PERIODIC_QUERY_INDEXES = {
     "idx_quote_event_unpublished": "ON public.quote USING btree (finished_at) "
     "WHERE (((status)::text <> 'pending'::text) AND (NOT event_published))",
 }
-VERSIONS_DIR = MIGRATIONS_DIR / "models"  # aerich: <location>/<app>
 REPLACED = {"idx_quote_job_pub_dd90fa", "idx_quote_event_p_d1d277", "idx_application_status_23e82e"}
-
-
-async def indexes(database_url: str) -> dict[str, str]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
-    finally:
-        await conn.close()
-    return {row["indexname"]: row["indexdef"] for row in rows}
 
 
 def assert_periodic_query_indexes(found: dict[str, str]) -> None:
@@ -60,34 +49,12 @@ async def test_a_fresh_database_has_the_periodic_query_indexes(infrastructure: R
     assert_periodic_query_indexes(await indexes(infrastructure.database_url))
 
 
-@pytest.fixture
-async def empty_database() -> AsyncIterator[str]:
-    url = f"{POSTGRES_URL}/osago_test_migrations_{secrets.token_hex(4)}"
-    await create_database_if_missing(url)
-    try:
-        yield url
-    finally:
-        await drop_database(url)
-
-
-async def _upgrade(database_url: str, location: Path) -> list[str]:
-    command = Command(tortoise_config=tortoise_config(database_url), app="models", location=str(location))
-    try:
-        await command.init()
-        return await command.upgrade(run_in_transaction=True)
-    finally:
-        await command.aclose()
-
-
 async def test_migrate_brings_a_database_at_migration_1_with_rows_to_the_same_indexes(
     empty_database: str, infrastructure: RunInfrastructure, tmp_path: Path
 ) -> None:
     # The first two migrations only, as a release before the periodic query indexes had them.
-    versions = sorted(VERSIONS_DIR.glob("[0-9]*_*.py"), key=lambda p: int(p.name.split("_")[0]))
-    (tmp_path / "models").mkdir()
-    for path in versions[:2]:
-        shutil.copy(path, tmp_path / "models" / path.name)
-    applied = await asyncio.create_task(_upgrade(empty_database, tmp_path), context=contextvars.Context())
+    versions = migration_files()
+    applied = await migrate_to(empty_database, 2, tmp_path)
     assert applied == [path.name for path in versions[:2]]
     assert REPLACED <= set(await indexes(empty_database))
 
@@ -121,7 +88,7 @@ async def _models_state_is_current(database_url: str) -> tuple[str, str]:
     command = Command(tortoise_config=tortoise_config(database_url), app="models", location=str(MIGRATIONS_DIR))
     try:
         await command.init()
-        latest = max(VERSIONS_DIR.glob("[0-9]*_*.py"), key=lambda p: int(p.name.split("_")[0]))
+        latest = migration_files()[-1]
         stored = decompress_dict(importlib.import_module(f"migrations.models.{latest.stem}").MODELS_STATE)
         return encoder(get_models_describe("models")), encoder(stored)
     finally:

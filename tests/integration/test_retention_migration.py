@@ -4,34 +4,19 @@ setup must not meet a running service's."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import io
 import json
-import shutil
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from aggregator_api.admin import migrate
-from shared.platform.db import create_database_if_missing, drop_database
-from tests.integration.test_migrations import VERSIONS_DIR, _upgrade, indexes
-from tests.support.infrastructure import POSTGRES_URL, RunInfrastructure
+from tests.support.infrastructure import RunInfrastructure
+from tests.support.migrations import empty_database, indexes, migrate_to, migration_files
+
+__all__ = ["empty_database"]  # a fixture, imported explicitly
 from tests.support.samples import sample_application
-
-
-@pytest.fixture
-async def empty_database() -> AsyncIterator[str]:
-    url = f"{POSTGRES_URL}/osago_test_migrations_{uuid.uuid4().hex[:8]}"
-    await create_database_if_missing(url)
-    try:
-        yield url
-    finally:
-        await drop_database(url)
 
 
 async def columns(database_url: str) -> dict[str, str]:
@@ -60,12 +45,9 @@ async def test_a_fresh_database_has_the_erasure_columns_and_index(infrastructure
 async def test_migration_3_applies_on_a_database_at_migration_2_with_rows(
     empty_database: str, infrastructure: RunInfrastructure, tmp_path: Path
 ) -> None:
-    versions = sorted(VERSIONS_DIR.glob("[0-9]*_*.py"), key=lambda p: int(p.name.split("_")[0]))
+    versions = migration_files()
     assert versions[3].name.startswith("3_")
-    (tmp_path / "models").mkdir()
-    for path in versions[:3]:
-        shutil.copy(path, tmp_path / "models" / path.name)
-    applied = await asyncio.create_task(_upgrade(empty_database, tmp_path), context=contextvars.Context())
+    applied = await migrate_to(empty_database, 3, tmp_path)
     assert applied == [path.name for path in versions[:3]]
     assert "erased_at" not in await columns(empty_database)
     conn = await asyncpg.connect(empty_database)
