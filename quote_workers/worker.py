@@ -76,7 +76,6 @@ class QuoteWorker:
         # The jobs of one application arrive together: its payload is read once, not ten times.
         self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._connection: AbstractRobustConnection | None = None
-        self.processed = 0
         # How every job taken so far was settled; with ``burst``, ``burst_done`` is set once
         # that many are (arq's burst mode: a harness runs the real worker for N jobs).
         self.answers: Counter[Answer] = Counter()
@@ -162,17 +161,17 @@ class QuoteWorker:
         if finalized is None:
             return
         self._crash_if("after_db")
+        # Stored: whatever this publish does not get confirmed, the outbox relay publishes.
         try:
             published = await publish_outcome(self._publisher, finalized, self._marks)
-        except Exception:  # stored: the outbox relay publishes what this could not
-            log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id}, exc_info=True)
-            published = True
+        except Exception:
+            published = False
+            log.warning("event publish failed", extra={"quote_id": job.quote_id}, exc_info=True)
         self._crash_if("after_publish")
         if finalized.recorded:
             QUOTES_FINISHED.labels(job.insurer_code, status_of(request.outcome).value).inc()
         if not published:
             log.warning("event left to the outbox relay", extra={"quote_id": job.quote_id})
-        self.processed += 1
 
     async def _payload_if_pending(self, job: QuoteJob) -> dict[str, Any] | None:
         """The application to price, or None when the quote is final already.
