@@ -22,6 +22,7 @@ from types import FrameType
 
 from local_cluster import nginx, supervisor
 from local_cluster.layout import DEFAULT_RUN_DIR, Layout, LayoutError, layout_from_env, service_environment
+from local_cluster.terminal import own_foreground_group
 
 POLL_S = 0.2
 
@@ -140,9 +141,14 @@ def run(args: argparse.Namespace) -> int:
         "`make status` shows what runs; Ctrl-C stops everything",
         flush=True,
     )
+    with own_foreground_group():
+        return supervise(supervisor_path, run_dir, service_environment(os.environ, layout))
+
+
+def supervise(supervisor_path: Path, run_dir: Path, env: dict[str, str]) -> int:
+    """Run supervisord in the foreground, streaming the logs, until it exits; its exit code."""
     streamer = LogStreamer(run_dir / "logs")
     streamer.start()
-    env = service_environment(os.environ, layout)
     daemon = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(supervisor_path)], env=env)
 
     def stop(signum: int, frame: FrameType | None) -> None:
