@@ -161,9 +161,14 @@ class Settings:
     auth_failures_per_minute: float = env_field(10.0, _parse_float)
 
     @classmethod
+    def variables(cls) -> dict[str, dataclasses.Field[Any]]:
+        """Every variable a process reads, by name (``OSAGO_<FIELD>``): the only ones it accepts."""
+        return {ENV_PREFIX + f.name.upper(): f for f in dataclasses.fields(cls)}
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         environ = os.environ if environ is None else environ
-        known = {ENV_PREFIX + f.name.upper(): f for f in dataclasses.fields(cls)}
+        known = cls.variables()
         unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
         if unknown:
             raise SettingsError(f"unknown configuration variable {unknown[0]}")
