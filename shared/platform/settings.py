@@ -96,6 +96,9 @@ class Settings:
     # The secret before the current one while it is being rotated (empty: none): tokens made
     # under it still open their applications; new ones are made under token_secret only.
     token_previous_secret: str = env_field("", _parse_str, secret=True)
+    # Shared with the payment provider (the sandbox plays one): it signs its callbacks with this
+    # key (shared.payments.signature); the system verifies them. Never stored in the database.
+    payment_callback_secret: str = env_field("local-dev-payment-callback-secret", _parse_str, secret=True)
     # An access token opens its application until this long after the application's deadline
     # (reading the offers, ordering, the policy); it carries its expiry (shared.intake.access).
     access_token_ttl_s: float = env_field(7 * 24 * 3600.0, _parse_float)
@@ -239,6 +242,8 @@ class Settings:
             )
         if self.api_key_cache_s < 0:
             raise SettingsError(f"{ENV_PREFIX}API_KEY_CACHE_S must be 0 (no cache) or more, got {self.api_key_cache_s}")
+        if not self.payment_callback_secret:
+            raise SettingsError(f"{ENV_PREFIX}PAYMENT_CALLBACK_SECRET must not be empty (it keys callback signatures)")
         if self.port is not None and not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")
 
