@@ -63,7 +63,7 @@ async def put_behaviour(request: web.Request) -> web.Response:
         return _error(404, "not_found", "unknown insurer")
     raw = await request.read()
     try:
-        behaviour = Behaviour.from_body(raw, company.latency_ms)
+        behaviour = Behaviour.from_body(raw, company.latency_ms, sandbox.behaviours[company.code])
     except ValidationError as error:
         return _error(422, "invalid_behaviour", "invalid behaviour", validation_messages(error))
     sandbox.behaviours[company.code] = behaviour

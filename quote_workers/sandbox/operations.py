@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 
 from .behaviour import Action
+from .issuance import Draft, Policy
 from .model import Priced, Refused
 
 # Operations live this long after submission; then they are forgotten (bounded memory).
@@ -20,7 +22,9 @@ class Operation:
     created: float
     ready_at: float
     action: Action
-    answer: Priced | Refused | None  # None for a fault
+    answer: Priced | Draft | Policy | Refused | None  # None for a fault
+    # Which resource the operation belongs to: polled only under its own path.
+    kind: Literal["quote", "final_calculation", "issuance"] = "quote"
 
 
 class Operations:

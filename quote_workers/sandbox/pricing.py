@@ -54,6 +54,10 @@ class Quoter:
             return answer
         return self._answer(company, applicant)
 
+    def price_once(self, company: Company, applicant: Applicant) -> Priced | Refused:
+        """Price without remembering a key (the final calculation keeps its own memory by order)."""
+        return self._answer(company, applicant)
+
     def _count_asked(self, key: tuple[str, str]) -> None:
         self._times_asked[key] = self._times_asked.get(key, 0) + 1
         self._times_asked.move_to_end(key)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .behaviour import Behaviour
 from .companies import BY_CODE, Company
+from .issuance import BackOffice
 from .kbm import KbmRegister
 from .operations import Operations
 from .pricing import Quoter
@@ -40,6 +41,7 @@ class Sandbox:
         self.kbm = KbmRegister()
         self.quoter = Quoter(self.kbm)
         self.operations = Operations()
+        self.back_office = BackOffice(self.quoter)
         self.behaviours: dict[str, Behaviour] = {}
         self.reset_behaviours()
         # Set at shutdown so hanging and sleeping handlers let go at once.

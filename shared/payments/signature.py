@@ -85,9 +85,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
     return timestamp, digests
 
 
-def verify(
-    body: bytes, header: str | None, secret: str, now: float, tolerance_s: float = DEFAULT_TOLERANCE_S
-) -> int:
+def verify(body: bytes, header: str | None, secret: str, now: float, tolerance_s: float = DEFAULT_TOLERANCE_S) -> int:
     """Check ``header`` against the raw ``body``; the signed timestamp, or a ``SignatureError``.
 
     ``now`` is the receiver's unix time. The MAC is checked before the age, so a forged header

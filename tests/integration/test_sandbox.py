@@ -133,7 +133,21 @@ async def test_every_mode_can_be_set_and_deleted(http: aiohttp.ClientSession, sa
 
 async def test_fail_rate_and_defaults_are_echoed(http: aiohttp.ClientSession, sandbox_url: str) -> None:
     shown = await set_behaviour(http, sandbox_url, "sever", fail_rate=0.3, fault="reset")
-    assert shown == {"mode": "ok", "latency_ms": [100, 600], "fail_rate": 0.3, "fault": "reset", "reason": None}
+    assert shown == {
+        "mode": "ok",
+        "latency_ms": [100, 600],
+        "fail_rate": 0.3,
+        "fault": "reset",
+        "reason": None,
+        "issue": {
+            "mode": "ok",
+            "latency_ms": [100, 600],
+            "fail_rate": 0.0,
+            "fault": None,
+            "reason": None,
+            "price_change": None,
+        },
+    }
     shown = await set_behaviour(http, sandbox_url, "sever", fail_rate=0.3)
     assert shown["fault"] == "error"  # a rate without a named fault is plain 5xx
     shown = await set_behaviour(http, sandbox_url, "sever", mode="slow")

@@ -15,17 +15,45 @@ Idempotency-Key: <client key>
 200 {"status": "refused", "refusal": {"code": "TAXI", "message": "..."}}
 400 {"error": {"code": "bad_request", "message": "..."}}
 503 {"error": {"code": "unavailable", "message": "..."}}
+
+Final calculation (saves a numbered draft; idempotent by order_id: the same order id answers
+the same draft, whatever the behaviour says since):
+
+POST /json/{code}/v1/calculations
+{<the quote body above>, "order_id": "<the system's order id, 1..100 ASCII>"}
+
+200 {"status": "calculated", "draft": {"draft_id": "SEV-D-4F1A9C2B7E30", "order_id": "...",
+     "premium": "9725.05", "quoted_premium": "9441.80", "currency": "RUB",
+     "valid_until": "...Z"}}        premium differs from quoted_premium under price_change
+200 {"status": "refused", "refusal": {"code": "DECLINED" | "TAXI" | ..., "message": "..."}}
+400 bad body (as for quotes); 503 {"error": {"code": "unavailable", ...}}; hang: no answer.
+
+Issuance (after payment):
+
+POST /json/{code}/v1/policies
+{"draft_id": "SEV-D-...", "order_id": "...", "payment_reference": "<provider's payment id>"}
+
+201 {"status": "issued", "policy": {"series": "ХХХ", "number": "0123456789",
+     "issued_at": "...Z", "starts_on": "2026-12-01", "ends_on": "2027-11-30",
+     "premium": "9725.05", "draft_id": "...", "order_id": "...", "payment_reference": "..."}}
+409 {"error": {"code": "already_issued", "message": "..."}, "policy": {<the first policy>}}
+    a second issuance for the same order id, whatever its draft: nothing new is issued
+404 {"error": {"code": "unknown_draft", ...}}      no such draft at this insurer
+409 {"error": {"code": "draft_mismatch", ...}}     the draft belongs to another order
+200 {"status": "refused", "refusal": {"code": "DECLINED", "message": "..."}}   refuse mode
+400 bad body; 503 {"error": {"code": "unavailable", ...}}; hang: no answer.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Literal
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..issuance import AlreadyIssued, Draft, DraftMismatch, Policy, UnknownDraft
 from ..model import Applicant, BadRequest, DriverIn, Priced, check_applicant
 from ..state import SANDBOX_KEY
 from .common import misbehave, read_body, utc_z
@@ -82,13 +110,35 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json({"error": {"code": code, "message": message}}, status)
 
 
-def parse(raw: bytes) -> Applicant:
+_M = TypeVar("_M", bound=BaseModel)
+_ORDER_ID = Field(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")
+
+
+class CalculationBody(QuoteBody):
+    order_id: str = _ORDER_ID
+
+
+class IssueBody(BaseModel):
+    model_config = _STRICT
+    draft_id: str = Field(min_length=1, max_length=100)
+    order_id: str = _ORDER_ID
+    payment_reference: str = Field(min_length=1, max_length=100)
+
+
+def _validated(model: type[_M], raw: bytes) -> _M:
     try:
-        body = QuoteBody.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as error:
         first = error.errors(include_input=False, include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise BadRequest(f"{where}: {first['msg']}") from None
+
+
+def parse(raw: bytes) -> Applicant:
+    return _applicant(_validated(QuoteBody, raw))
+
+
+def _applicant(body: QuoteBody) -> Applicant:
     return check_applicant(
         Applicant(
             start_date=body.policy.start_date,
@@ -145,5 +195,87 @@ async def quote(request: web.Request) -> web.StreamResponse:
     )
 
 
+def draft_json(draft: Draft) -> dict[str, str]:
+    return {
+        "draft_id": draft.draft_id,
+        "order_id": draft.order_id,
+        "premium": draft.premium,
+        "quoted_premium": draft.quoted_premium,
+        "currency": "RUB",
+        "valid_until": utc_z(draft.valid_until),
+    }
+
+
+def policy_json(policy: Policy) -> dict[str, str]:
+    return {
+        "series": policy.series,
+        "number": policy.number,
+        "issued_at": utc_z(policy.issued_at),
+        "starts_on": policy.starts_on.isoformat(),
+        "ends_on": policy.ends_on.isoformat(),
+        "premium": policy.premium,
+        "draft_id": policy.draft_id,
+        "order_id": policy.order_id,
+        "payment_reference": policy.payment_reference,
+    }
+
+
+async def calculate(request: web.Request) -> web.StreamResponse:
+    sandbox = request.app[SANDBOX_KEY]
+    company = sandbox.company_or_404(request.match_info["code"], "json")
+    try:
+        body = _validated(CalculationBody, await read_body(request))
+        applicant = _applicant(body)
+    except BadRequest as error:
+        return _error(400, "bad_request", str(error))
+    behaviour = sandbox.behaviours[company.code].issue
+    action = behaviour.roll()
+    fault = await misbehave(sandbox, request, action, company.code)
+    if fault is not None:
+        return fault
+    if action.kind == "error":
+        return _error(503, "unavailable", "Сервис расчёта временно недоступен")
+    if action.kind == "refuse":
+        return _json({"status": "refused", "refusal": {"code": "DECLINED", "message": action.reason}})
+    answer = sandbox.back_office.final_calculation(company, applicant, body.order_id, behaviour.price_factor())
+    if not isinstance(answer, Draft):
+        return _json({"status": "refused", "refusal": {"code": answer.code, "message": answer.reason}})
+    return _json({"status": "calculated", "draft": draft_json(answer)})
+
+
+async def issue(request: web.Request) -> web.StreamResponse:
+    sandbox = request.app[SANDBOX_KEY]
+    company = sandbox.company_or_404(request.match_info["code"], "json")
+    try:
+        body = _validated(IssueBody, await read_body(request))
+    except BadRequest as error:
+        return _error(400, "bad_request", str(error))
+    action = sandbox.behaviours[company.code].issue.roll()
+    fault = await misbehave(sandbox, request, action, company.code)
+    if fault is not None:
+        return fault
+    if action.kind == "error":
+        return _error(503, "unavailable", "Сервис выпуска полисов временно недоступен")
+    if action.kind == "refuse":
+        return _json({"status": "refused", "refusal": {"code": "DECLINED", "message": action.reason}})
+    try:
+        answer = sandbox.back_office.issue(company, body.draft_id, body.order_id, body.payment_reference)
+    except UnknownDraft:
+        return _error(404, "unknown_draft", "Черновик договора не найден")
+    except DraftMismatch:
+        return _error(409, "draft_mismatch", "Черновик оформлен на другой заказ")
+    if isinstance(answer, AlreadyIssued):
+        return _json(
+            {
+                "error": {"code": answer.code, "message": "По этому заказу полис уже выпущен"},
+                "policy": policy_json(answer.policy),
+            },
+            409,
+        )
+    return _json({"status": "issued", "policy": policy_json(answer)}, 201)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post("/json/{code}/v1/quotes", quote)
+    app.router.add_post("/json/{code}/v1/calculations", calculate)
+    app.router.add_post("/json/{code}/v1/policies", issue)
