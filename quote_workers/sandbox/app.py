@@ -8,6 +8,8 @@ from shared.platform.health import health_routes
 from shared.platform.settings import Settings
 
 from . import control
+from .payments import api as payments_api
+from .payments.provider import PaymentProvider
 from .protocols import json_api, poll_api, xml_api
 from .protocols.common import MAX_REQUEST_BYTES
 from .state import SANDBOX_KEY, Sandbox
@@ -23,11 +25,12 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    """The sandbox app; ``settings`` is accepted for symmetry with the other services."""
-    del settings  # nothing in the sandbox is configurable yet beyond host and port
+    """The sandbox app; the payment provider signs its callbacks with the settings' secret."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    app[SANDBOX_KEY] = Sandbox()
+    sandbox = Sandbox()
+    app[SANDBOX_KEY] = sandbox
     app.on_shutdown.append(_on_shutdown)
+    payments_api.setup(app, PaymentProvider(settings.payment_callback_secret, sandbox.closing))
     app.add_routes(health_routes(_nothing_to_wait_for))
     control.setup(app)
     json_api.setup(app)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from .behaviour import Behaviour, validation_messages
 from .companies import Company
 from .kbm import CLASSES, MAX_DOCUMENT_LENGTH, normalise_class, normalise_document
+from .payments.api import PAYMENTS_KEY
 from .state import SANDBOX_KEY, Sandbox
 
 MAX_CONTROL_BODY = 16 * 1024
@@ -140,8 +141,8 @@ async def reset_all(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Counters that show bounded memory (hung calls, live poll operations, remembered keys) and
-    how often the most-asked quote was priced."""
+    """Counters that show bounded memory (hung calls, live poll operations, remembered keys),
+    how often the most-asked quote was priced, and issuances per order."""
     sandbox = request.app[SANDBOX_KEY]
     return _json(
         {
@@ -152,6 +153,9 @@ async def stats(request: web.Request) -> web.Response:
             "most_times_one_quote_was_asked": sandbox.quoter.most_times_asked(),
             "quotes_asked_again": sandbox.quoter.quotes_asked_again(),
             "most_calls_at_once": dict(sandbox.calls_at_once.peak),
+            # Final calculations and issuance: most_policies_for_one_order stays at most 1.
+            **sandbox.back_office.stats(),
+            **request.app[PAYMENTS_KEY].stats(),
         }
     )
 
