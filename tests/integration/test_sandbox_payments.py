@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -164,6 +165,9 @@ async def test_create_payment_and_repeat_it(http: aiohttp.ClientSession, sandbox
         ({"description": ""}, "description"),
         ({"insurer_name": None}, "insurer_name"),
         ({"tip": "1.00"}, "tip"),
+        ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
+        ({"expires_at": "2999-01-01T00:00:00+03:00"}, "expires_at"),
+        ({"expires_at": "soon"}, "expires_at"),
     ],
 )
 async def test_bad_payment_is_422_naming_the_field(
@@ -292,3 +296,24 @@ async def test_callback_to_nobody_is_retried_and_stopped_at_shutdown() -> None:
         async with asyncio.timeout(WAIT_S):
             await runner.cleanup()
     assert provider.stats()["callbacks_in_flight"] == 0 and provider.stats()["callbacks_delivered"] == 0
+
+
+async def test_an_expired_payment_takes_no_click_and_sends_nothing(
+    http: aiohttp.ClientSession, sandbox_url: str, receiver: Receiver
+) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    expires_at = soon.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    status, created = await create(http, sandbox_url, payment_body(receiver.url, expires_at=expires_at))
+    assert status == 201 and created["expires_at"].startswith(expires_at[:19])
+    async with asyncio.timeout(WAIT_S):
+        while (await payment(http, sandbox_url, created["payment_id"]))["status"] != "expired":
+            await asyncio.sleep(0.05)
+    async with http.get(created["payment_url"]) as response:
+        page = await response.text()
+    assert "Срок оплаты истёк" in page and "Оплатить" not in page
+    async with http.post(created["payment_url"], data={"outcome": "paid"}) as response:
+        assert "Срок оплаты истёк" in await response.text()
+    async with http.post(f"{sandbox_url}/sandbox/payments/{created['payment_id']}", json={"outcome": "paid"}) as r:
+        assert r.status == 409 and (await r.json())["error"]["code"] == "payment_expired"
+    stats = await until_delivery_ended(http, sandbox_url)
+    assert stats["callback_attempts"] == 0 and receiver.received == []

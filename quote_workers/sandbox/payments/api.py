@@ -8,10 +8,12 @@ payment with 200; other terms for the same order are 409 ``payment_exists``):
      "amount": "9441.80"            (roubles, two places)  — or "amount_kopecks": 944180,
      "currency": "RUB",            (optional; only RUB)
      "description": "Полис ОСАГО, заказ 1234",  "insurer_name": "Северная страховая",
-     "callback_url": "http://.../payments/callback", "return_url": "http://.../orders/..."}
+     "callback_url": "http://.../payments/callback", "return_url": "http://.../orders/...",
+     "expires_at": "2026-12-01T12:30:00Z"}      (optional; in the future; then it cannot be paid)
     201 {"payment_id": "pay_<32 hex>", "payment_url": "<sandbox origin>/pay/pay_<32 hex>",
          "status": "pending", "order_id": "...", "amount": "9441.80", "amount_kopecks": 944180,
-         "currency": "RUB", "created_at": "...Z", "finished_at": null, "event_id": null,
+         "currency": "RUB", "created_at": "...Z", "expires_at": "...Z" | null,
+         "finished_at": null, "event_id": null,
          "callback": {"attempts": 0, "delivered": false, "gave_up": false, "last_status": null}}
     422 {"error": {"code": "invalid_payment", "message": "...",
                    "fields": [{"path": "amount", "message": "..."}]}}
@@ -20,7 +22,11 @@ payment with 200; other terms for the same order are 409 ``payment_exists``):
     POST /sandbox/payments/{payment_id}       {"outcome": "paid" | "failed"} (tests; as a click)
         200 the finished payment; 409 {"error": {"code": "payment_finished"}, "payment": {...}}
         when it was already finished with another outcome (the same outcome again is 200,
-        and changes nothing); 422 naming "outcome"; 404 unknown
+        and changes nothing); 409 {"error": {"code": "payment_expired"}, ...} past expires_at;
+        422 naming "outcome"; 404 unknown
+
+``status`` is pending, paid, failed, or expired (pending past ``expires_at``: the page says so
+and takes no click; no callback is sent for it).
 
 People open ``payment_url``: ``GET /pay/{payment_id}`` is an HTML page (Russian) with the
 insurer, the description, the amount ("9 441,80 ₽") and two forms posting
@@ -45,6 +51,7 @@ in all (``provider.RetryPolicy``). Redirects are not followed.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -61,6 +68,15 @@ from .provider import Payment, PaymentExists, PaymentProvider, PaymentsFull
 PAYMENTS_KEY = web.AppKey("payments", PaymentProvider)
 MAX_URL_LENGTH = 2000
 MAX_AMOUNT_KOPECKS = 100_000_000_00  # a hundred million roubles: far above any OSAGO premium
+
+
+def _utc(value: str) -> datetime:
+    if not value.endswith("Z"):
+        raise ValueError('must be ISO-8601 UTC ending in "Z"')
+    try:
+        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError('must be ISO-8601 UTC ending in "Z"') from None
 
 
 def _check_url(value: str) -> str:
@@ -81,6 +97,16 @@ class CreatePayment(BaseModel):
     insurer_name: str = Field(min_length=1, max_length=200)
     callback_url: str = Field(max_length=MAX_URL_LENGTH)
     return_url: str = Field(max_length=MAX_URL_LENGTH)
+    expires_at: str | None = Field(default=None, max_length=40)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future_utc(cls, value: str | None) -> str | None:
+        if value is not None:
+            moment = _utc(value)
+            if moment <= datetime.now(UTC):
+                raise ValueError("expires_at must be in the future")
+        return value
 
     @field_validator("callback_url", "return_url")
     @classmethod
@@ -128,12 +154,13 @@ def describe(payment: Payment, origin: str) -> dict[str, Any]:
     return {
         "payment_id": payment.payment_id,
         "payment_url": f"{origin}/pay/{payment.payment_id}",
-        "status": payment.status,
+        "status": payment.shown_status(datetime.now(UTC)),
         "order_id": payment.order_id,
         "amount": decimal_from_kopecks(payment.amount_kopecks),
         "amount_kopecks": payment.amount_kopecks,
         "currency": payment.currency,
         "created_at": iso_utc(payment.created_at),
+        "expires_at": iso_utc(payment.expires_at) if payment.expires_at else None,
         "finished_at": iso_utc(payment.finished_at) if payment.finished_at else None,
         "event_id": payment.event_id,
         "callback": {
@@ -165,6 +192,7 @@ async def create(request: web.Request) -> web.Response:
             insurer_name=body.insurer_name,
             callback_url=body.callback_url,
             return_url=body.return_url,
+            expires_at=_utc(body.expires_at) if body.expires_at else None,
         )
     except PaymentExists as exists:
         return _error(
@@ -201,6 +229,8 @@ async def set_outcome(request: web.Request) -> web.Response:
         )
     request.app[PAYMENTS_KEY].finish(payment, body.outcome)
     described = describe(payment, _origin(request))
+    if described["status"] == "expired":
+        return _error(409, "payment_expired", "the payment expired unpaid", payment=described)
     if payment.status != body.outcome:
         return _error(409, "payment_finished", f"the payment is already {payment.status}", payment=described)
     return _json(described)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import escape
 
 from aiohttp import web
@@ -32,6 +33,7 @@ button.pay{background:#1a7f37;border-color:#1a7f37;color:#fff}a.back{display:inl
 _RESULTS = {
     "paid": ("Оплата прошла успешно", "Деньги получены. Страховая компания оформит полис в ближайшее время."),
     "failed": ("Оплата не выполнена", "Вы отказались от оплаты. Деньги не списаны."),
+    "expired": ("Срок оплаты истёк", "Ссылка на оплату больше не действует. Деньги не списаны."),
 }
 
 
@@ -63,7 +65,7 @@ def _button(payment: Payment, outcome: str, label: str, css: str) -> str:
 
 def payment_page(payment: Payment) -> web.Response:
     """Pending: the amount and the two buttons; finished: its result and the way back."""
-    if payment.status != "pending":
+    if payment.shown_status(datetime.now(UTC)) != "pending":
         return result_page(payment)
     return _document(
         "Оплата заказа",
@@ -76,7 +78,9 @@ def payment_page(payment: Payment) -> web.Response:
 
 
 def result_page(payment: Payment) -> web.Response:
-    title, text = _RESULTS[payment.status]
+    status = payment.shown_status(datetime.now(UTC))
+    assert status != "pending", "a pending payment shows its buttons"
+    title, text = _RESULTS[status]
     return _document(
         title,
         f"<h1>{title}</h1>"

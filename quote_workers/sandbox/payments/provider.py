@@ -1,7 +1,9 @@
 """Payments in memory and the delivery of their signed callbacks.
 
 A payment is ``pending`` until its page (or the test API) finishes it as ``paid`` or
-``failed``; it finishes once, and a later click changes nothing. Finishing starts one
+``failed``; it finishes once, and a later click changes nothing. A pending payment past its
+``expires_at`` is ``expired``: it can no longer be finished, and no callback is sent (the
+system that set the expiry knows it). Finishing starts one
 background delivery: the callback body is fixed (one ``event_id``), each attempt is signed
 afresh (``shared.payments.signature``), and attempts are retried with exponential backoff
 until the receiver answers 2xx or the attempts run out. Deliveries stop at shutdown.
@@ -30,6 +32,7 @@ from .money import decimal_from_kopecks
 log = logging.getLogger(__name__)
 
 Status = Literal["pending", "paid", "failed"]
+Shown = Literal["pending", "paid", "failed", "expired"]
 Outcome = Literal["paid", "failed"]
 MAX_PAYMENTS = 200_000
 
@@ -67,6 +70,7 @@ class Payment:
     callback_url: str
     return_url: str
     created_at: datetime
+    expires_at: datetime | None = None
     status: Status = "pending"
     finished_at: datetime | None = None
     event_id: str | None = None
@@ -81,6 +85,7 @@ class Payment:
             self.insurer_name,
             self.callback_url,
             self.return_url,
+            self.expires_at,
         ) == (
             other.amount_kopecks,
             other.currency,
@@ -88,7 +93,13 @@ class Payment:
             other.insurer_name,
             other.callback_url,
             other.return_url,
+            other.expires_at,
         )
+
+    def shown_status(self, now: datetime) -> Shown:
+        if self.status == "pending" and self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return self.status
 
     def callback_body(self) -> bytes:
         assert self.event_id is not None and self.finished_at is not None  # finished payments only
@@ -141,6 +152,7 @@ class PaymentProvider:
         insurer_name: str,
         callback_url: str,
         return_url: str,
+        expires_at: datetime | None = None,
     ) -> tuple[Payment, bool]:
         """The payment and whether it is new; a repeat for an order returns the first one.
 
@@ -156,6 +168,7 @@ class PaymentProvider:
             callback_url=callback_url,
             return_url=return_url,
             created_at=datetime.now(UTC),
+            expires_at=expires_at,
         )
         known_id = self._by_order.get(order_id)
         if known_id is not None:
@@ -173,11 +186,13 @@ class PaymentProvider:
         return self._payments.get(payment_id)
 
     def finish(self, payment: Payment, outcome: Outcome) -> bool:
-        """Finish a pending payment and start its callback; False (nothing changes) if finished."""
-        if payment.status != "pending":
+        """Finish a pending payment and start its callback; False (nothing changes) if finished
+        or expired."""
+        now = datetime.now(UTC)
+        if payment.shown_status(now) != "pending":
             return False
         payment.status = outcome
-        payment.finished_at = datetime.now(UTC)
+        payment.finished_at = now
         payment.event_id = str(uuid.uuid4())
         self._deliveries.start(self._deliver(payment))
         return True
