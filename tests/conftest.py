@@ -25,6 +25,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="the long fuzz run: 10,000+ generated API requests and 2,000 examples per schema property",
     )
+    parser.addoption(
+        "--chaos-long",
+        action="store_true",
+        default=False,
+        help="the 1,000-application chaos run on the supervised cluster (tests/faults/test_cluster_degradation.py)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -99,6 +99,11 @@ class BrokerAdmin:
         assert isinstance(result, list)
         return result
 
+    async def exchange(self, vhost: str, name: str) -> dict[str, object]:
+        result = await self._call("GET", f"/exchanges/{quote(vhost, safe='')}/{quote(name, safe='')}")
+        assert isinstance(result, dict)
+        return result
+
     async def purge_queue(self, vhost: str, queue: str) -> None:
         await self._call("DELETE", f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}/contents")
 
