@@ -8,68 +8,26 @@ import asyncio
 import contextlib
 import os
 import pty
-import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from local_cluster.__main__ import taken_ports
 from local_cluster.layout import Layout
 from tests.support.infrastructure import RunInfrastructure, private_infrastructure
+from tests.support.supervised import REPOSITORY, free_offset, start_runner, status, until
 
 pytestmark = pytest.mark.usefixtures("nginx_installed")
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 COUNTS = {"OSAGO_CORE_INSTANCES": "1", "OSAGO_AGGREGATOR_INSTANCES": "1", "OSAGO_WORKER_INSTANCES": "1"}
-STATUS_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(?:pid (\d+),)?", re.M)
-
-
-def free_offset() -> int:
-    while True:
-        offset = random.randint(12000, 18000)  # every port within 20080-26280: outside the ephemeral range
-        if not taken_ports(Layout(1, 1, 1, offset).all_ports):
-            return offset
-
-
-def status(run_dir: Path) -> dict[str, tuple[str, int | None]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "local_cluster", "--run-dir", str(run_dir), "status"],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY,
-        check=False,
-    )
-    return {m[1]: (m[2], int(m[3]) if m[3] else None) for m in STATUS_LINE.finditer(result.stdout)}
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.25)
-    return False
-
-
-def start_runner(run_dir: Path, offset: int, env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
-    with output.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "local_cluster", "--run-dir", str(run_dir), "--port-offset", str(offset), "run"],
-            cwd=REPOSITORY,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ sandbox's control API and a copy of every event on the offers fanout."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -145,7 +146,7 @@ class SupervisedCluster:
 
         assert await until(all_running, timeout), (self.status(), self.log_tail())
         for port in [*self.layout.core_ports, *self.layout.aggregator_ports, self.layout.core_balancer_port]:
-            assert await until(lambda port=port: self._ready(session, port), timeout), (port, self.log_tail())
+            assert await until(functools.partial(self._ready, session, port), timeout), (port, self.log_tail())
 
     async def _ready(self, session: aiohttp.ClientSession, port: int) -> bool:
         try:
