@@ -221,7 +221,7 @@ class PaymentProvider:
                 break
         payment.callback.gave_up = not self._closing.is_set()
         log.warning(
-            "payment callback not delivered",
+            "payment callback given up" if payment.callback.gave_up else "payment callback stopped at shutdown",
             extra={"event_id": payment.event_id, "tries": payment.callback.attempts},
         )
 
