@@ -239,9 +239,10 @@ async def test_chaos_long_through_every_program_kill(
 ) -> None:
     if not request.config.getoption("chaos_long"):
         pytest.skip("the 1,000-application chaos run on the supervised cluster: pytest --chaos-long")
-    cluster = supervised[0]
+    cluster, _, tap = supervised
     await cluster.behave_all(http, mode="ok", latency_ms=[100, 900])
     before = await cluster.sandbox_stats(http)
+    tapped_before = len(tap.events)
     history: list[str] = []
     started = time.monotonic()
     duration_s = CHAOS_APPLICATIONS / CHAOS_PER_SECOND
@@ -265,11 +266,16 @@ async def test_chaos_long_through_every_program_kill(
     after = await cluster.sandbox_stats(http)
     accepted = [r.created["id"] for r in records if r.created is not None]
     completed = await Application.filter(id__in=accepted, status="complete").count()
+    # Copies on the fanout itself (the relay publishes again what a killed process left
+    # unmarked); clients drop them by event id, which "duplicate events shown" checks.
+    copies = Counter(event["event_id"] for event in tap.events[tapped_before:])
     print(
         f"\nchaos (supervised cluster, 2 core apps, 3 aggregators, 2 workers, through the balancer): "
         f"{CHAOS_APPLICATIONS} applications x {INSURERS} insurers at {CHAOS_PER_SECOND}/s, {elapsed:.1f} s in all\n"
         + "".join(f"  {line}\n" for line in history)
         + counts.lines()
+        + f"  events on the fanout {sum(copies.values())} for {len(copies)} event ids "
+        f"({sum(n - 1 for n in copies.values())} extra copies, deduplicated by the clients)\n"
         + f"  completed in the database {completed}; quotes asked again "
         f"{after['quotes_asked_again'] - before['quotes_asked_again']}, most times one quote was asked "
         f"{after['most_times_one_quote_was_asked']}"
