@@ -38,8 +38,11 @@ from shared.models import Application
 from shared.platform.settings import Settings
 
 # The expiry is canonical (no leading zero, at most 12 digits), so a token has one spelling.
-_TOKEN = re.compile(r"([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{43})")
-_LEGACY_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+_MAC = r"[A-Za-z0-9_-]{43}"
+_TOKEN = re.compile(rf"([1-9][0-9]{{0,11}})\.({_MAC})")
+_LEGACY_TOKEN = re.compile(_MAC)
+# Every spelling a token of ours has (the legacy one included), as the document publishes it.
+ACCESS_TOKEN_PATTERN = rf"^(?:[1-9][0-9]{{0,11}}\.)?{_MAC}$"
 
 
 @dataclass(frozen=True, slots=True)

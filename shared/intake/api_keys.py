@@ -6,10 +6,13 @@ import hashlib
 import secrets
 
 API_KEY_HEADER = "X-API-Key"
+_KEY_PREFIX = "osk_"
+# What new_api_key issues (token_urlsafe(32) is 43 base64url characters); published in the document.
+API_KEY_PATTERN = r"^osk_[A-Za-z0-9_-]{43}$"
 
 
 def new_api_key() -> str:
-    return f"osk_{secrets.token_urlsafe(32)}"
+    return f"{_KEY_PREFIX}{secrets.token_urlsafe(32)}"
 
 
 def hash_api_key(api_key: str) -> str:

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from shared.platform.http_api import ApiError
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Published as it is in the document; matched with fullmatch (a "$" would let a trailing newline in).
+KEY_PATTERN = "^[!-~]{1,255}$"
+_KEY = re.compile("[!-~]{1,255}")
 KEY_RULE = "must be 1 to 255 printable ASCII characters"
 
 
@@ -20,7 +22,7 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
     key = headers.get(IDEMPOTENCY_KEY_HEADER)
     if key is None:
         return None
-    if not _KEY_PATTERN.match(key):
+    if _KEY.fullmatch(key) is None:
         raise ApiError(
             400,
             "bad_idempotency_key",

@@ -15,6 +15,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Literal
 
+from shared.intake.access import ACCESS_TOKEN_PATTERN
+from shared.intake.api_keys import API_KEY_HEADER, API_KEY_PATTERN
 from shared.intake.caller import (
     ACCESS_TOKEN_HEADER,
     CLIENT_SCOPE_HEADER,
@@ -22,7 +24,9 @@ from shared.intake.caller import (
     PARTNER_ID_PATTERN,
     SCOPE_PATTERN,
 )
+from shared.intake.idempotency import IDEMPOTENCY_KEY_HEADER, KEY_PATTERN, KEY_RULE
 from shared.intake.schema import ApplicationIn
+from shared.intake.schema.beyond import RULES
 
 REF = "#/components/schemas/{model}"
 
@@ -59,6 +63,77 @@ _405 = {
 _NOT_AN_UPGRADE = _error("not a WebSocket upgrade (a plain GET of the socket's address)")
 
 _STATUS = ["pending", "offered", "declined", "failed", "unavailable", "timed_out"]
+_FINAL_NOT_OFFERED = ["declined", "failed", "unavailable", "timed_out"]
+_UUID = {"type": "string", "format": "uuid"}
+_EVENT_BASE = {"event_id": {"type": "string", "minLength": 1}, "application_id": _UUID}
+
+# The offers socket's server -> client text frames (API.md), one JSON event each.
+_EVENTS: dict[str, Any] = {
+    "OfferEvent": {
+        "type": "object",
+        "description": "an insurer's offer: that insurer's final event",
+        "required": ["type", "event_id", "application_id", "insurer", "offer"],
+        "properties": {
+            "type": {"const": "offer"},
+            **_EVENT_BASE,
+            "insurer": _ref("Insurer"),
+            "offer": {
+                "type": "object",
+                "required": ["id", "premium", "currency", "coefficients", "valid_until", "insurer_reference"],
+                "properties": {
+                    "id": _UUID,
+                    "premium": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$"},
+                    "currency": {"const": "RUB"},
+                    "coefficients": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "valid_until": {"type": "string", "format": "date-time"},
+                    "insurer_reference": {"type": "string"},
+                },
+            },
+        },
+    },
+    "QuoteStatusEvent": {
+        "type": "object",
+        "description": "an insurer that gave no offer: that insurer's final event",
+        "required": ["type", "event_id", "application_id", "insurer", "status", "reason"],
+        "properties": {
+            "type": {"const": "quote_status"},
+            **_EVENT_BASE,
+            "insurer": _ref("Insurer"),
+            "status": {"enum": _FINAL_NOT_OFFERED},
+            "reason": {"type": "string", "minLength": 1},
+        },
+    },
+    "CompleteEvent": {
+        "type": "object",
+        "description": "always the last event; the server then closes with code 1000",
+        "required": ["type", "event_id", "application_id", "offers", "statuses"],
+        "properties": {
+            "type": {"const": "complete"},
+            **_EVENT_BASE,
+            "offers": {"type": "integer", "minimum": 0},
+            "statuses": {
+                "type": "object",
+                "required": ["offered", *_FINAL_NOT_OFFERED],
+                "properties": {name: {"type": "integer", "minimum": 0} for name in ["offered", *_FINAL_NOT_OFFERED]},
+            },
+        },
+    },
+    "OffersSocketEvent": {
+        "description": (
+            "one text frame of the offers socket; clients ignore event types they do not know "
+            "(progress events carry event_id and application_id too)"
+        ),
+        "oneOf": [_ref("OfferEvent"), _ref("QuoteStatusEvent"), _ref("CompleteEvent")],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                "offer": REF.format(model="OfferEvent"),
+                "quote_status": REF.format(model="QuoteStatusEvent"),
+                "complete": REF.format(model="CompleteEvent"),
+            },
+        },
+    },
+}
 
 _COMPONENTS: dict[str, Any] = {
     "Error": {
@@ -190,25 +265,26 @@ _COMPONENTS: dict[str, Any] = {
     },
 }
 
-_APPLICATION_ID = {"name": "application_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_APPLICATION_ID = {"name": "application_id", "in": "path", "required": True, "schema": _UUID}
 _IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
+    "name": IDEMPOTENCY_KEY_HEADER,
     "in": "header",
-    "description": "1 to 255 printable ASCII characters; a repeat with the same body answers the same 201",
-    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    "description": f"{KEY_RULE}; a repeat with the same body answers the same 201",
+    "schema": {"type": "string", "pattern": KEY_PATTERN},
 }
+_ACCESS_TOKEN_SCHEMA = {"type": "string", "pattern": ACCESS_TOKEN_PATTERN}
 # On the core app a key is optional where browsers call too: without one it is the browser path.
 _API_KEY = {
-    "name": "X-API-Key",
+    "name": API_KEY_HEADER,
     "in": "header",
     "description": "a partner's API key (optional: without one the call is the browser path; a key given must be valid)",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": API_KEY_PATTERN},
 }
 _TOKEN_QUERY = {
     "name": "token",
     "in": "query",
     "description": "the application's access token",
-    "schema": {"type": "string"},
+    "schema": _ACCESS_TOKEN_SCHEMA,
 }
 # What the core app tells the aggregator about its caller (shared.intake.caller).
 _CALLER_HEADERS = [
@@ -229,8 +305,19 @@ _ACCESS_TOKEN = {
     "name": ACCESS_TOKEN_HEADER,
     "in": "header",
     "description": "the application's access token, as the caller gave it to the core app",
-    "schema": {"type": "string"},
+    "schema": _ACCESS_TOKEN_SCHEMA,
 }
+
+# What the document cannot say in JSON Schema, in words (shared.intake.schema.beyond).
+_CREATE_DESCRIPTION = (
+    "The body's schema states every rule of each field and the either-or rules (a VIN, body or "
+    "chassis number; named drivers or `unlimited_drivers`; an ePTS without a series). A body it "
+    "allows is refused (422, naming the field) only for these rules, which JSON Schema cannot say:\n\n"
+    + "\n".join(f"- {rule.rule}" for rule in RULES)
+    + "\n\nThe server also accepts what it normalises into the schema's spelling (any case, spaces, "
+    "Cyrillic look-alikes of Latin letters in a VIN and the reverse in a plate); the 201 body's "
+    "application holds the normalised values."
+)
 
 
 def _created() -> dict[str, Any]:
@@ -261,6 +348,7 @@ def _create(service: Service) -> dict[str, Any]:
     }
     return {
         "summary": "Submit an application; every enabled insurer is asked at once",
+        "description": _CREATE_DESCRIPTION,
         "parameters": [_IDEMPOTENCY_KEY, *(_CALLER_HEADERS if service == "aggregator" else [_API_KEY])],
         "requestBody": {"required": True, "content": _json(_ref("ApplicationIn"))},
         "responses": {"201": _created(), **errors},
@@ -303,7 +391,8 @@ def _offers_socket(service: Service) -> dict[str, Any]:
     return {
         "summary": "WebSocket: stored events first, then live ones; `complete` last, then close 1000",
         "description": (
-            "Events: offer, quote_status, complete (API.md). Token as ?token=. Every refusal "
+            "Server -> client text frames, one JSON event each: `#/components/schemas/OffersSocketEvent` "
+            "(offer, quote_status, complete; API.md). Token as ?token=. Every refusal "
             "is an HTTP answer before the upgrade."
         ),
         "parameters": parameters,
@@ -317,7 +406,12 @@ def _list() -> dict[str, Any]:
         "security": [{"apiKey": []}],
         "parameters": [
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "cursor",
+                "in": "query",
+                "description": ("opaque: a `next_cursor` this list returned; any other value is a 422 naming `cursor`"),
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,200}$"},
+            },
         ],
         "responses": {
             "200": {"description": "a page", "content": _json(_ref("ApplicationPage"))},
@@ -354,8 +448,20 @@ def openapi_document(service: Service = "core") -> dict[str, Any]:
     if service == "core":
         applications["get"] = _list()
         security_schemes: dict[str, Any] = {
-            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            "accessToken": {"type": "http", "scheme": "bearer"},
+            "apiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": API_KEY_HEADER,
+                "description": f"a partner's key, as `osago-admin create-partner` prints it ({API_KEY_PATTERN})",
+            },
+            "accessToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "application access token",
+                "description": (
+                    f"`Authorization: Bearer <access_token>`, the token of the 201 body ({ACCESS_TOKEN_PATTERN})"
+                ),
+            },
         }
     else:
         security_schemes = {"serviceToken": {"type": "http", "scheme": "bearer", "description": "OSAGO_SERVICE_TOKEN"}}
@@ -374,7 +480,7 @@ def openapi_document(service: Service = "core") -> dict[str, Any]:
             "description": "One OSAGO application in, every insurer's offer streamed back live (see API.md).",
         },
         "components": {
-            "schemas": {**nested, "ApplicationIn": request_schema, **_COMPONENTS},
+            "schemas": {**nested, "ApplicationIn": request_schema, **_COMPONENTS, **_EVENTS},
             "securitySchemes": security_schemes,
         },
         "paths": paths,

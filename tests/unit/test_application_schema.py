@@ -200,9 +200,16 @@ def test_bool_is_not_an_int() -> None:
     assert errors(body(vehicle__power_hp=True)) == {"vehicle.power_hp": "must be an integer"}
 
 
-@pytest.mark.parametrize("value", [181.0, float("inf"), float("nan"), "181", None])
+@pytest.mark.parametrize("value", [181.5, float("inf"), float("nan"), "181", None])
 def test_power_must_be_a_true_integer(value: object) -> None:
     assert errors(body(vehicle__power_hp=value)) == {"vehicle.power_hp": "must be an integer"}
+
+
+@pytest.mark.parametrize("field", ["vehicle__power_hp", "vehicle__year", "period__months"])
+def test_a_whole_number_written_with_a_fraction_is_that_integer(field: str) -> None:
+    # JSON Schema's integer (the document's type) is any number without a fraction: 12.0 is 12.
+    value = {"vehicle__power_hp": 181, "vehicle__year": 2019, "period__months": 12}[field]
+    assert parse(body(**{field: float(value)})).to_payload() == parse(body()).to_payload()
 
 
 def test_huge_integer_is_out_of_range_not_a_crash() -> None:
@@ -742,7 +749,7 @@ def test_months_bounds(months: int, ok: bool) -> None:
 
 def test_months_must_be_integer() -> None:
     assert errors(body(period__months="12")) == {"period.months": "must be an integer"}
-    assert errors(body(period__months=12.0)) == {"period.months": "must be an integer"}
+    assert errors(body(period__months=12.5)) == {"period.months": "must be an integer"}
 
 
 # --- many errors at once -----------------------------------------------------------------------------

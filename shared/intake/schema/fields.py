@@ -16,7 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.intake.regions import is_region_code
+from shared.intake.regions import REGION_CODES, is_region_code
 
 MAX_DRIVERS: Final = 5
 POLICY_START_MAX_DAYS: Final = 60
@@ -29,6 +29,28 @@ FRAME_NUMBER_MAX: Final = 20
 
 # The error type of our own messages; they are passed to clients as they are.
 RULE_ERROR: Final = "application_rule"
+
+
+def _string(**constraints: object) -> WithJsonSchema:
+    """The published schema of a string field: the canonical spelling the validator accepts.
+
+    The validator also accepts what it normalises into that spelling (spaces, case, Cyrillic
+    look-alikes), so every value the schema allows is accepted; only the date rules between
+    fields and relative to today are left to the operation's description.
+    """
+    return WithJsonSchema({"type": "string", **constraints})
+
+
+def _integer(minimum: int, maximum: int | None = None) -> WithJsonSchema:
+    bounds: dict[str, object] = {"minimum": minimum}
+    if maximum is not None:
+        bounds["maximum"] = maximum
+    return WithJsonSchema({"type": "integer", **bounds})
+
+
+def anchored(regex: str) -> str:
+    """A validator's full-match regex as a JSON Schema pattern (which searches unless anchored)."""
+    return f"^(?:{regex})$"
 
 
 def _fail(message: str) -> NoReturn:
@@ -55,6 +77,8 @@ def add_years(day: date, years: int) -> date:
 
 
 _ISO_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Years 1900-9999: EARLIEST_DATE is the first date any field takes (later ones are relative to today).
+_DATE_FROM_1900: Final = r"(?:19|[2-9][0-9])[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
 
 
 def parse_date(value: object) -> date:
@@ -95,7 +119,7 @@ def _policy_start(value: date, info: ValidationInfo) -> date:
     return value
 
 
-_DATE_SCHEMA: Final = WithJsonSchema({"type": "string", "format": "date"})
+_DATE_SCHEMA: Final = _string(format="date", pattern=anchored(_DATE_FROM_1900))
 PastDate = Annotated[date, BeforeValidator(parse_date), AfterValidator(_not_future), _DATE_SCHEMA]
 AdultBirthDate = Annotated[
     date,
@@ -119,14 +143,35 @@ def _between(low: int, high: int) -> Callable[[int], int]:
 def _model_year(value: int, info: ValidationInfo) -> int:
     today = _today(info)
     high = today.year + 1 if today is not None else None
-    if value < 1900 or (high is not None and value > high):
-        _fail(f"must be between 1900 and {high}" if high is not None else "must not be before 1900")
+    if value < EARLIEST_MODEL_YEAR or (high is not None and value > high):
+        _fail(
+            f"must be between {EARLIEST_MODEL_YEAR} and {high}"
+            if high is not None
+            else f"must not be before {EARLIEST_MODEL_YEAR}"
+        )
     return value
 
 
-ModelYear = Annotated[int, AfterValidator(_model_year)]
-PowerHp = Annotated[int, AfterValidator(_between(1, 2000))]
-Months = Annotated[int, AfterValidator(_between(3, 12))]
+POWER_HP: Final = (1, 2000)
+MONTHS: Final = (3, 12)
+EARLIEST_MODEL_YEAR: Final = 1900
+# The latest model year is next year's, relative to today: stated in the operation's description.
+
+
+def whole_number(value: object) -> object:
+    """JSON Schema's integer is any number without a fraction: 12.0 is the integer 12.
+
+    A client's JSON library may write a whole float so; strict mode would refuse it as
+    "must be an integer" while the document allows it. Booleans stay refused.
+    """
+    if type(value) is float and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+ModelYear = Annotated[int, BeforeValidator(whole_number), AfterValidator(_model_year), _integer(EARLIEST_MODEL_YEAR)]
+PowerHp = Annotated[int, BeforeValidator(whole_number), AfterValidator(_between(*POWER_HP)), _integer(*POWER_HP)]
+Months = Annotated[int, BeforeValidator(whole_number), AfterValidator(_between(*MONTHS)), _integer(*MONTHS)]
 
 # Characters that render as nothing or reorder text: never valid in a name or a city.
 _HIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
@@ -149,7 +194,8 @@ def _clean_text(value: str, limit: int) -> str:
     return text
 
 
-_NAME: Final = re.compile(r"[А-ЯЁа-яё]+(?:[ '-][А-ЯЁа-яё]+)*")
+NAME_PATTERN: Final = r"[А-ЯЁа-яё]+(?:[ '-][А-ЯЁа-яё]+)*"
+_NAME: Final = re.compile(NAME_PATTERN)
 
 
 def _name(value: str) -> str:
@@ -159,7 +205,8 @@ def _name(value: str) -> str:
     return text
 
 
-_CITY: Final = re.compile(r"[А-ЯЁа-яё0-9 .-]*[А-ЯЁа-яё][А-ЯЁа-яё0-9 .-]*")
+CITY_PATTERN: Final = r"[А-ЯЁа-яё0-9 .-]*[А-ЯЁа-яё][А-ЯЁа-яё0-9 .-]*"
+_CITY: Final = re.compile(CITY_PATTERN)
 
 
 def _city(value: str) -> str:
@@ -169,10 +216,16 @@ def _city(value: str) -> str:
     return text
 
 
+# What the registration certificate prints: Latin or Cyrillic letters, digits, ASCII punctuation,
+# single spaces between. The document publishes the same pattern, so no make is a surprise.
+MAKE_MODEL_PATTERN: Final = r"[!-~А-ЯЁа-яё]+(?: [!-~А-ЯЁа-яё]+)*"
+_MAKE_MODEL: Final = re.compile(MAKE_MODEL_PATTERN)
+
+
 def _make_or_model(value: str) -> str:
     text = _clean_text(value, MAKE_MODEL_MAX)
-    if not text.isprintable():
-        _fail("must contain only printable characters")
+    if _MAKE_MODEL.fullmatch(text) is None:
+        _fail("must be Latin or Cyrillic letters, digits or ASCII punctuation, with single spaces between")
     return text
 
 
@@ -188,7 +241,8 @@ def _compact(value: str) -> str:
     return "".join(value.split()).upper()
 
 
-_VIN: Final = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+VIN_PATTERN: Final = r"[A-HJ-NPR-Z0-9]{17}"
+_VIN: Final = re.compile(VIN_PATTERN)
 
 
 def _vin(value: str) -> str:
@@ -198,7 +252,8 @@ def _vin(value: str) -> str:
     return text
 
 
-_FRAME_NUMBER: Final = re.compile(r"[A-Z0-9-]*[A-Z0-9][A-Z0-9-]*")
+FRAME_NUMBER_PATTERN: Final = r"[A-Z0-9-]*[A-Z0-9][A-Z0-9-]*"
+_FRAME_NUMBER: Final = re.compile(FRAME_NUMBER_PATTERN)
 
 
 def _frame_number(value: str) -> str:
@@ -209,6 +264,11 @@ def _frame_number(value: str) -> str:
 
 
 _PLATE: Final = re.compile(r"[АВЕКМНОРСТУХ]([0-9]{3})[АВЕКМНОРСТУХ]{2}([0-9]{2,3})")
+# The same rule as one regex for the document: 3 digits but 000, and only the known region codes.
+_REGION_ALTERNATIVES: Final = "|".join(sorted(REGION_CODES, key=lambda code: (len(code), code)))
+PLATE_PATTERN: Final = (
+    r"[АВЕКМНОРСТУХ](?:00[1-9]|0[1-9][0-9]|[1-9][0-9]{2})[АВЕКМНОРСТУХ]{2}" f"(?:{_REGION_ALTERNATIVES})"
+)
 
 
 def _plate(value: str) -> str:
@@ -269,13 +329,23 @@ _OTHER_PURPOSES: Final = (
     "training", "rental", "special", "dangerous_goods", "regular_passenger", "emergency", "other",
 )  # fmt: skip
 
-Name = Annotated[str, AfterValidator(_name)]
-City = Annotated[str, AfterValidator(_city)]
-MakeOrModel = Annotated[str, AfterValidator(_make_or_model)]
-Vin = Annotated[str, AfterValidator(_vin)]
-FrameNumber = Annotated[str, AfterValidator(_frame_number)]
-Plate = Annotated[str, AfterValidator(_plate)]
-RegionCode = Annotated[str, AfterValidator(_region_code)]
+Name = Annotated[str, AfterValidator(_name), _string(pattern=anchored(NAME_PATTERN), maxLength=NAME_MAX)]
+City = Annotated[str, AfterValidator(_city), _string(pattern=anchored(CITY_PATTERN), maxLength=CITY_MAX)]
+MakeOrModel = Annotated[
+    str, AfterValidator(_make_or_model), _string(pattern=anchored(MAKE_MODEL_PATTERN), maxLength=MAKE_MODEL_MAX)
+]
+Vin = Annotated[str, AfterValidator(_vin), _string(pattern=anchored(VIN_PATTERN))]
+FrameNumber = Annotated[
+    str,
+    AfterValidator(_frame_number),
+    _string(pattern=anchored(FRAME_NUMBER_PATTERN), minLength=1, maxLength=FRAME_NUMBER_MAX),
+]
+Plate = Annotated[str, AfterValidator(_plate), _string(pattern=anchored(PLATE_PATTERN))]
+RegionCode = Annotated[
+    str,
+    AfterValidator(_region_code),
+    _string(enum=sorted(REGION_CODES, key=lambda code: (len(code), code))),
+]
 Category = Annotated[
     Literal["B"], BeforeValidator(_one_of(("B",), "only category B is accepted", known=_OTHER_CATEGORIES))
 ]
@@ -287,24 +357,40 @@ DocumentType = Annotated[
     Literal["sts", "pts", "epts"],
     BeforeValidator(_one_of(("sts", "pts", "epts"), 'must be "sts", "pts" or "epts"')),
 ]
+DOCUMENT_SERIES_PATTERN: Final = r"[0-9]{2}[0-9А-ЯЁ]{2}"
+DIGITS_PATTERN: Final = r"[0-9]+"
+SIX_DIGITS_PATTERN: Final = r"[0-9]{6}"
+LICENSE_SERIES_PATTERN: Final = r"[0-9]{2}(?:[0-9]{2}|[А-ЯЁ]{2})"
 DocumentSeries = Annotated[
     str,
     AfterValidator(
-        pattern_check(r"[0-9]{2}[0-9А-ЯЁ]{2}", "must be 2 digits followed by 2 letters or digits", fold=True)
+        pattern_check(DOCUMENT_SERIES_PATTERN, "must be 2 digits followed by 2 letters or digits", fold=True)
     ),
+    _string(pattern=anchored(DOCUMENT_SERIES_PATTERN)),
 ]
-DigitsOnly = Annotated[str, AfterValidator(pattern_check(r"[0-9]+", "must contain only digits"))]
-PassportSeries = Annotated[str, AfterValidator(pattern_check(r"[0-9]{4}", "must be 4 digits"))]
-SixDigits = Annotated[str, AfterValidator(pattern_check(r"[0-9]{6}", "must be 6 digits"))]
+DigitsOnly = Annotated[
+    str,
+    AfterValidator(pattern_check(DIGITS_PATTERN, "must contain only digits")),
+    _string(pattern=anchored(DIGITS_PATTERN)),
+]
+PassportSeries = Annotated[
+    str, AfterValidator(pattern_check(r"[0-9]{4}", "must be 4 digits")), _string(pattern=anchored(r"[0-9]{4}"))
+]
+SixDigits = Annotated[
+    str,
+    AfterValidator(pattern_check(SIX_DIGITS_PATTERN, "must be 6 digits")),
+    _string(pattern=anchored(SIX_DIGITS_PATTERN)),
+]
 LicenseSeries = Annotated[
     str,
     AfterValidator(
         pattern_check(
-            r"[0-9]{2}(?:[0-9]{2}|[А-ЯЁ]{2})",
+            LICENSE_SERIES_PATTERN,
             "must be 2 digits followed by 2 digits or 2 Cyrillic letters",
             fold=True,
         )
     ),
+    _string(pattern=anchored(LICENSE_SERIES_PATTERN)),
 ]
 
 

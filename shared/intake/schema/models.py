@@ -8,9 +8,12 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
 )
+from pydantic.config import JsonDict
 
 from shared.intake.schema.fields import (
+    MAX_DRIVERS,
     AdultBirthDate,
     Category,
     City,
@@ -35,12 +38,59 @@ from shared.intake.schema.fields import (
     list_as_tuple,
 )
 
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True, hide_input_in_errors=True)
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = _STRICT
+
+
+# The rules between fields that JSON Schema can say, published with their model; rules.py
+# enforces them (with one message per field). tests/unit/test_openapi_agreement.py holds
+# the two to each other.
+_DOCUMENT_KINDS: Final[JsonDict] = {
+    "oneOf": [
+        {
+            "description": "an electronic PTS: no series, a 15-digit number",
+            "properties": {"type": {"const": "epts"}, "series": {"type": "null"}, "number": {"pattern": "^[0-9]{15}$"}},
+        },
+        {
+            "description": "a paper STS or PTS: a series and a 6-digit number",
+            "required": ["series"],
+            "properties": {
+                "type": {"enum": ["sts", "pts"]},
+                "series": {"type": "string"},
+                "number": {"pattern": "^[0-9]{6}$"},
+            },
+        },
+    ]
+}
+_FRAME_IDENTIFIERS: Final = ("vin", "body_number", "chassis_number")
+_ONE_FRAME_IDENTIFIER: Final[JsonDict] = {
+    "anyOf": [
+        {"description": f"identified by {name}", "required": [name], "properties": {name: {"type": "string"}}}
+        for name in _FRAME_IDENTIFIERS
+    ]
+}
+_DRIVERS_OR_UNLIMITED: Final[JsonDict] = {
+    "oneOf": [
+        {
+            "description": "any driver: no list",
+            "required": ["unlimited_drivers"],
+            "properties": {"unlimited_drivers": {"const": True}, "drivers": {"maxItems": 0}},
+        },
+        {
+            "description": f"named drivers: 1 to {MAX_DRIVERS}",
+            "required": ["drivers"],
+            "properties": {"unlimited_drivers": {"const": False}, "drivers": {"minItems": 1}},
+        },
+    ]
+}
 
 
 class VehicleDocument(_Strict):
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_DOCUMENT_KINDS)
+
     type: DocumentType
     series: DocumentSeries | None = None
     number: DigitsOnly
@@ -48,6 +98,8 @@ class VehicleDocument(_Strict):
 
 
 class Vehicle(_Strict):
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_ONE_FRAME_IDENTIFIER)
+
     category: Category
     make: MakeOrModel
     model: MakeOrModel
@@ -102,9 +154,13 @@ class Period(_Strict):
 
 
 class ApplicationIn(_Strict):
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_DRIVERS_OR_UNLIMITED)
+
     vehicle: Vehicle
     owner: Owner
-    drivers: Annotated[tuple[Driver, ...], BeforeValidator(list_as_tuple)] = ()
+    drivers: Annotated[
+        tuple[Driver, ...], BeforeValidator(list_as_tuple), Field(json_schema_extra={"maxItems": MAX_DRIVERS})
+    ] = ()
     unlimited_drivers: bool = False
     period: Period
 

@@ -9,7 +9,16 @@ from typing import Any, Final
 from pydantic_core import PydanticCustomError
 
 from shared.intake.schema.errors import Loc
-from shared.intake.schema.fields import MAX_DRIVERS, add_years, parse_date, pattern_check
+from shared.intake.schema.fields import (
+    DIGITS_PATTERN,
+    LICENSE_SERIES_PATTERN,
+    MAX_DRIVERS,
+    SIX_DIGITS_PATTERN,
+    add_years,
+    parse_date,
+    pattern_check,
+    whole_number,
+)
 
 _ABSENT: Final = object()
 
@@ -63,10 +72,16 @@ def _exact(kind: type) -> Callable[[Any], Any]:
 
 _as_str = _exact(str)
 _as_int = _exact(int)
+
+
+def _as_whole_number(value: Any) -> Any:
+    return _as_int(whole_number(value))
+
+
 _as_bool = _exact(bool)
-_licence_series = pattern_check(r"[0-9]{2}(?:[0-9]{2}|[А-ЯЁ]{2})", "", fold=True)
-_six_digits = pattern_check(r"[0-9]{6}", "")
-_digits = pattern_check(r"[0-9]+", "")
+_licence_series = pattern_check(LICENSE_SERIES_PATTERN, "", fold=True)
+_six_digits = pattern_check(SIX_DIGITS_PATTERN, "")
+_digits = pattern_check(DIGITS_PATTERN, "")
 
 
 def vehicle_rules(checked: CheckedBody) -> list[tuple[Loc, str]]:
@@ -91,7 +106,7 @@ def vehicle_rules(checked: CheckedBody) -> list[tuple[Loc, str]]:
             errors.append(((*doc, "number"), f"must be {expected} digits for {kind}"))
 
     issued = checked.get((*doc, "issued"), parse_date)
-    year = checked.get(("vehicle", "year"), _as_int)
+    year = checked.get(("vehicle", "year"), _as_whole_number)
     if issued is not None and year is not None and issued < date(year - 1, 1, 1):
         message = f"must not be before {year - 1}-01-01 (a year before the model year)"
         errors.append(((*doc, "issued"), message))
