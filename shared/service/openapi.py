@@ -348,7 +348,14 @@ def _create(service: Service) -> dict[str, Any]:
     }
     return {
         "summary": "Submit an application; every enabled insurer is asked at once",
-        "description": _CREATE_DESCRIPTION,
+        "description": _CREATE_DESCRIPTION
+        + (
+            "\n\nCaller headers (a rule between two headers, which JSON Schema cannot say): "
+            f"{PARTNER_HEADER}, when given, is the id of {CLIENT_SCOPE_HEADER} `partner:<id>`, and names "
+            "a partner; otherwise a 400 `bad_client_scope`. The core app sends only partners it authenticated."
+            if service == "aggregator"
+            else ""
+        ),
         "parameters": [_IDEMPOTENCY_KEY, *(_CALLER_HEADERS if service == "aggregator" else [_API_KEY])],
         "requestBody": {"required": True, "content": _json(_ref("ApplicationIn"))},
         "responses": {"201": _created(), **errors},
@@ -370,7 +377,9 @@ def _read_one(service: Service) -> dict[str, Any]:
         },
     }
     if service == "core":
-        operation["security"] = [{"accessToken": []}, {"apiKey": []}]
+        # Anybody may ask: without credentials that open it, the answer is the 404 of an unknown
+        # application, never a 401 (API.md: whether an application exists is not told).
+        operation["security"] = [{}, {"accessToken": []}, {"apiKey": []}]
     return operation
 
 
@@ -391,6 +400,8 @@ def _offers_socket(service: Service) -> dict[str, Any]:
     return {
         "summary": "WebSocket: stored events first, then live ones; `complete` last, then close 1000",
         "description": (
+            "A WebSocket handshake (`Connection: Upgrade`, `Upgrade: websocket`); a plain GET that is "
+            "admitted is answered 400. "
             "Server -> client text frames, one JSON event each: `#/components/schemas/OffersSocketEvent` "
             "(offer, quote_status, complete; API.md). Token as ?token=. Every refusal "
             "is an HTTP answer before the upgrade."

@@ -6,27 +6,26 @@ the document each service serves, through schemathesis's coverage phase (boundar
 negative values of every parameter, unexpected methods) and its fuzzing phase (hypothesis,
 positive and negative data), and every answer is checked:
 
-- schemathesis: ``not_a_server_error`` (no 5xx; 503 is not expected here either, every
-  dependency is up), ``status_code_conformance``, ``content_type_conformance``,
-  ``response_headers_conformance``, ``response_schema_conformance`` (each answer, errors
-  included, matches the documented schema of its status), ``unsupported_method`` (405 with
-  ``Allow`` for a method the path does not document);
+- schemathesis: every check it has, with its defaults (``not_a_server_error``, the status, content
+  type, header and schema conformance of every answer, errors included, ``unsupported_method``,
+  ``missing_required_header``, ``ignored_auth``, ``positive_data_acceptance``,
+  ``negative_data_rejection``, ...). ``positive_data_acceptance`` also takes a 422 and, on the socket
+  and the aggregator's create, a 400; ``stated_refusals_only`` narrows those to what the operations'
+  descriptions say (the date rules of shared.intake.schema.beyond, an opaque cursor, a plain GET of
+  the socket, caller headers the core app never sends): a schema-valid request refused for any
+  other reason fails the run;
 - ours: nothing is written for a refused request (``application`` and ``quote`` rows counted
   before and after every create: a refusal adds none, a 201 adds one application and one quote
   per insurer, a replay none), and who may read what (API.md): an application opens for its
   access token or the partner that made it, and is a 404 for anybody else, over REST and at the
   socket's address alike (the socket is a plain GET here: 400 once admitted, before the upgrade).
 
-Not run: ``positive_data_acceptance`` and ``negative_data_rejection``. The document's request
-schema gives types and required fields, not every rule (VIN alphabet, date windows, rules
-between fields, the Idempotency-Key's alphabet): schema-valid bodies are mostly refused with 422,
-and that is right until a later issue writes every rule into the document.
-
 Credentials are not left to the generator alone: each case is given, by a hash of its content
 (so a case always gets the same), a caller (a partner key, the other partner's key, a key that is
-not valid, an access token, another application's token, none, or what schemathesis generated)
+not valid, an access token, another application's token, none, or what schemathesis generated;
+real ones are marked as supplied, so ``ignored_auth`` probes the request without them)
 and, where the path has an application id, a real application or the generated id; a share of the
-creates carry the valid sample body, so 201s and Idempotency-Key replays are reached too.
+positive creates carry the valid sample body, so 201s and Idempotency-Key replays are reached too.
 
 Counts per operation and phase go to tests/artifacts/fuzz/requests.json; the last test asserts
 every operation was reached and the total. ``--fuzz-long`` sends six times as many (10,000 and more).
@@ -47,17 +46,11 @@ import requests
 import schemathesis
 from requests.structures import CaseInsensitiveDict
 from schemathesis import Case, Config, Response
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-    unsupported_method,
-)
+from schemathesis.checks import CheckContext
 from schemathesis.transport.prepare import get_exclude_headers
 
 from shared.intake.caller import ACCESS_TOKEN_HEADER, CLIENT_SCOPE_HEADER, PARTNER_HEADER
+from shared.intake.schema.beyond import beyond_schema
 from shared.service.openapi import openapi_document
 from tests.fuzz.conftest import INSURERS, LONG_FACTOR, SERVICE_TOKEN, Created, FuzzSystem
 from tests.support.samples import sample_application
@@ -66,14 +59,39 @@ pytestmark = pytest.mark.fuzz
 
 SEED = 20261201  # `make test` replays the same requests; --fuzz-long draws new ones
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    unsupported_method,
-]
+# Every check schemathesis has runs (its defaults; nothing excluded). positive_data_acceptance also
+# takes a 422, which stated_refusals_only then narrows to the rules the document states in words.
+POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
+# A 400 for a request the document allows, each narrowed by stated_refusals_only: the socket's
+# address answers a plain GET (no upgrade: requests cannot make one) with 400, and the aggregator
+# refuses a partner id that names no partner (both in the operations' descriptions).
+EXTRA_POSITIVE = {
+    "GET /api/v1/applications/{application_id}/offers": ["400"],
+    "POST /api/v1/applications": ["400"],
+}
+
+
+def stated_refusals_only(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """A request the document allows is refused with 422 only for what its description says."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or response.status_code not in (400, 422):
+        return None
+    error = response.json()["error"]
+    if response.status_code == 400:
+        if case.path == OFFERS_PATH:
+            return None  # a plain GET of the socket's address: requests cannot upgrade (documented 400)
+        # The aggregator's create: caller headers the core app never sends (its description).
+        assert (case.method, error["code"]) == ("POST", "bad_client_scope"), f"schema-valid request refused: {error}"
+        assert "names no partner" in error["message"] or "does not match" in error["message"], error
+        return None
+    fields = error["fields"]
+    if case.method == "POST":
+        unstated = [field for field in fields if not beyond_schema(field)]
+    else:  # the list: only a cursor it did not issue (opaque, as its description says)
+        unstated = [field for field in fields if field["path"] != "cursor"]
+    assert not unstated, f"schema-valid request refused for rules the document does not state: {unstated}"
+    return None
+
 
 # Fuzzing-phase examples per operation in `make test` (the coverage phase adds its own cases).
 CORE_BUDGET = {
@@ -101,12 +119,20 @@ def fuzz_config(budget: dict[str, int], *, long: bool) -> Config:
     factor = LONG_FACTOR if long else 1
     # Matched by name ("METHOD /path"): include-path matches by prefix, include-method on its own.
     operations = [
-        {"include-name": label, "generation": {"max-examples": examples * factor}} for label, examples in budget.items()
+        {
+            "include-name": label,
+            "generation": {"max-examples": examples * factor},
+            "checks": {
+                "positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES + EXTRA_POSITIVE.get(label, [])}
+            },
+        }
+        for label, examples in budget.items()
     ]
     data: dict[str, Any] = {
         "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large", "large_base_example"],
         "request-timeout": 15,
         "generation": {"mode": "all", "database": "none", "deterministic": not long},
+        "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}},
         "phases": {
             "examples": {"enabled": False},
             "coverage": {"enabled": True},
@@ -171,6 +197,8 @@ class Choices:
 
 
 def _set_header(case: Case, name: str, value: str | None) -> None:
+    if name.lower() in {excluded.lower() for excluded in get_exclude_headers(case)}:
+        return  # a coverage case "missing header X": X stays missing, or the case would say nothing
     if case.headers is None:
         case.headers = CaseInsensitiveDict()
     for existing in [key for key in case.headers if key.lower() == name.lower()]:
@@ -220,9 +248,19 @@ def _place_token(case: Case, choices: Choices, token: str, *, header: str, query
         _set_header(case, header, f"Bearer {token}" if header == "Authorization" else token)
 
 
+def _supplied_credentials(case: Case) -> None:
+    """Tell schemathesis the credentials are ours, as its auth providers would: ignored_auth then
+    probes the same request without them and with invalid ones (expecting 401), instead of
+    taking a real key for a generated one. There is no public setter outside an auth provider,
+    and ours needs the running system's keys, which exist only after collection."""
+    case._has_explicit_auth = True
+
+
 def _maybe_valid_body(case: Case, choices: Choices) -> None:
     """A quarter of the creates that carry a JSON object get the valid sample instead: 201s, replays, 409s."""
-    if case.media_type == "application/json" and isinstance(case.body, dict):
+    meta = case.meta
+    positive = meta is not None and meta.generation.mode.is_positive
+    if positive and case.media_type == "application/json" and isinstance(case.body, dict):
         if choices.pick("sample", "generated", "generated", "generated") == "sample":
             case.body = sample_application()
 
@@ -269,9 +307,11 @@ def prepare_core(case: Case, system: FuzzSystem) -> None:
         if caller in ("token", "other_token"):
             token = _token_of(system, target, own=caller == "token")
             _place_token(case, choices, token, header="Authorization", query_allowed=case.path == OFFERS_PATH)
+            _supplied_credentials(case)
     _set_header(case, "X-API-Key", None)
     if caller in ("owner_key", "other_key"):
         _set_header(case, "X-API-Key", system.keys[caller.removesuffix("_key")])
+        _supplied_credentials(case)
     elif caller == "wrong_key":
         _set_header(case, "X-API-Key", WRONG_KEY)
     if case.method == "POST":
@@ -307,6 +347,7 @@ def prepare_aggregator(case: Case, system: FuzzSystem) -> None:
     _set_header(case, "Authorization", None)
     if service == "valid":
         _set_header(case, "Authorization", f"Bearer {SERVICE_TOKEN}")
+        _supplied_credentials(case)
     elif service == "wrong":
         _set_header(case, "Authorization", f"Bearer {SERVICE_TOKEN}-not")
     if (case.method, case.path) not in AGGREGATOR_OPERATIONS:
@@ -402,7 +443,7 @@ def run_case(case: Case, system: FuzzSystem, http: requests.Session, request_log
         )
     if response.status_code == 200 and case.path == ONE_PATH:
         assert response.json()["id"] == case.path_parameters["application_id"]
-    case.validate_response(response, checks=CHECKS)
+    case.validate_response(response, additional_checks=[stated_refusals_only])
 
 
 def _record(request_log: dict[str, Any], service: str, case: Case, response: Response) -> None:
