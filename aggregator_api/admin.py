@@ -47,7 +47,11 @@ async def _migrate(settings: Settings) -> list[str]:
     finally:
         await command.aclose()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema is current)'}")
-    rebuilt = await upgrade_job_queues(settings.amqp_url, [insurer.code for insurer in CATALOGUE])
+    rebuilt = await upgrade_job_queues(
+        settings.amqp_url,
+        [insurer.code for insurer in CATALOGUE],
+        quorum_group_size=settings.amqp_quorum_group_size,
+    )
     for code, moved in rebuilt.items():
         print(f"job queue {job_queue_name(code)} rebuilt for this release; {moved} jobs kept")
     return applied

@@ -47,7 +47,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher = await ConfirmingPublisher.open(app[AMQP], settings.publish_timeout_s)
     # Declared here too, so that jobs are routable before any worker has started.
     codes = [insurer.code for insurer in app[INSURERS]]
-    await declare_job_queues(publisher.channel, codes)
+    await declare_job_queues(publisher.channel, codes, quorum_group_size=settings.amqp_quorum_group_size)
     publisher.register(await declare_jobs_exchange(publisher.channel))
     publisher.register(await declare_offers_exchange(publisher.channel))
     app[PUBLISHER] = publisher

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from aggregator_api.typedefs import INSURERS, JOB_MARKS, JOB_PUBLISHES, PUBLISHER, SETTINGS
@@ -22,10 +23,11 @@ from shared.intake.caller import ACCESS_TOKEN_HEADER, PARTNER_HEADER, Caller
 from shared.intake.idempotency import idempotency_key
 from shared.intake.schema import ApplicationInvalid, parse_application
 from shared.intake.store import store_application
-from shared.live.application_view import reload_snapshot
-from shared.models import Application, Quote
+from shared.live.application_view import ApplicationSnapshot, reload_snapshot
+from shared.models import Application, ApplicationStatus, Quote
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import iso_utc, moscow_today, utc_now
+from shared.platform.db import REPLICA_READS
 from shared.platform.http_api import ApiError, json_response, read_json_body
 from shared.quoting.jobs import QuoteJob
 from shared.quoting.publishing import JobMarks, publish_jobs
@@ -141,21 +143,29 @@ async def publish_new_jobs(
     return len(published)
 
 
-async def _readable_id(request: web.Request) -> uuid.UUID:
-    application_id = await readable_application_id(
+async def _readable_id(request: web.Request, connection: BaseDBAsyncClient | None = None) -> uuid.UUID | None:
+    return await readable_application_id(
         request.match_info["application_id"],
         access_token=request.headers.get(ACCESS_TOKEN_HEADER) or request.query.get("token"),
         partner_id=request.headers.get(PARTNER_HEADER),
         token_keys=TokenKeys.of(request.app[SETTINGS]),
+        connection=connection,
     )
-    if application_id is None:
-        raise ApiError(404, "not_found", "no such application")
-    return application_id
+
+
+def _complete(snapshot: ApplicationSnapshot | None) -> bool:
+    """A complete application never changes again: the replica's copy of it is the whole answer.
+    Anything else (not there yet, still pending) may be behind the primary, which answers instead."""
+    return snapshot is not None and snapshot.application.status is ApplicationStatus.COMPLETE
 
 
 @routes.get("/api/v1/applications/{application_id}")
 async def get_application(request: web.Request) -> web.Response:
-    snapshot = await reload_snapshot(await _readable_id(request))
+    async def read(connection: BaseDBAsyncClient) -> ApplicationSnapshot | None:
+        application_id = await _readable_id(request, connection)
+        return None if application_id is None else await reload_snapshot(application_id, connection)
+
+    snapshot = await REPLICA_READS.read(read, fresh_enough=_complete)
     if snapshot is None:
         raise ApiError(404, "not_found", "no such application")
     return json_response(snapshot.view())
@@ -163,4 +173,7 @@ async def get_application(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/applications/{application_id}/offers")
 async def offers_socket(request: web.Request) -> web.StreamResponse:
-    return await offers_stream(request, await _readable_id(request))
+    application_id = await _readable_id(request)  # the primary, like the snapshot the socket opens with
+    if application_id is None:
+        raise ApiError(404, "not_found", "no such application")
+    return await offers_stream(request, application_id)

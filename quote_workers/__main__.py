@@ -59,6 +59,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, burst: int | None = No
             write_grace_s=settings.sweeper_grace_s,
             failpoint=settings.failpoint,
             burst=burst,
+            quorum_group_size=settings.amqp_quorum_group_size,
         )
         await worker.start(connection)
         log.info("worker consuming", extra={"insurers": ",".join(guarded)})

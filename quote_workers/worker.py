@@ -55,8 +55,10 @@ class QuoteWorker:
         write_grace_s: float,
         failpoint: str = "",
         burst: int | None = None,
+        quorum_group_size: int = 0,
     ) -> None:
         self._insurers = dict(insurers)
+        self._quorum_group_size = quorum_group_size
         self._publisher = publisher
         self._prefetch = prefetch
         # Calls in flight per insurer: what one process may ask of one insurer at once.
@@ -86,7 +88,7 @@ class QuoteWorker:
         self._connection = connection
         self._channel = await connection.channel()
         await self._channel.set_qos(prefetch_count=prefetch_per_queue(self._prefetch, len(self._insurers)))
-        queues = await declare_job_queues(self._channel, self._insurers)
+        queues = await declare_job_queues(self._channel, self._insurers, quorum_group_size=self._quorum_group_size)
         for queue in queues.values():
             self._consumers.append((queue, await queue.consume(self.handle)))
 

@@ -34,6 +34,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from shared.models import Application
 from shared.platform.settings import Settings
 
@@ -113,11 +115,17 @@ def parse_application_id(raw: str) -> uuid.UUID | None:
 
 
 async def readable_application_id(
-    raw_id: str, *, access_token: str | None, partner_id: str | None, token_keys: TokenKeys
+    raw_id: str,
+    *,
+    access_token: str | None,
+    partner_id: str | None,
+    token_keys: TokenKeys,
+    connection: BaseDBAsyncClient | None = None,
 ) -> uuid.UUID | None:
     """The application's id if the caller may read it; None for unknown ids and strangers alike.
 
     Reads two columns, not the row: an offers socket keeps only the id for its whole life.
+    ``connection``: the replica for a lag-tolerant read (None: the primary).
     """
     application_id = parse_application_id(raw_id)
     if application_id is None or not (access_token or partner_id):
@@ -126,7 +134,7 @@ async def readable_application_id(
     legacy = not token_opens_it and legacy_token_signed(str(application_id), access_token, token_keys)
     if not (token_opens_it or legacy or partner_id):
         return None  # answered without touching the database
-    rows = await Application.filter(id=application_id).values_list("partner_id", "deadline")
+    rows = await Application.filter(id=application_id).using_db(connection).values_list("partner_id", "deadline")
     if not rows:
         return None
     owner, deadline = rows[0]

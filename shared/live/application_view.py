@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from shared.models import Application, ApplicationStatus, Offer, Quote, QuoteStatus
 from shared.platform.clock import iso_utc
@@ -51,15 +52,18 @@ class ApplicationSnapshot:
         return stored_events(self.application, self.quotes, self.offers)
 
 
-async def load_snapshots(applications: list[Application]) -> list[ApplicationSnapshot]:
-    """Snapshots of many applications in two queries (a list page), in the order given."""
+async def load_snapshots(
+    applications: list[Application], connection: BaseDBAsyncClient | None = None
+) -> list[ApplicationSnapshot]:
+    """Snapshots of many applications in two queries (a list page), in the order given;
+    ``connection``: the replica for a lag-tolerant read (None: the primary)."""
     ids = [application.id for application in applications]
     quotes: dict[uuid.UUID, list[Quote]] = {application_id: [] for application_id in ids}
     offers: dict[uuid.UUID, list[Offer]] = {application_id: [] for application_id in ids}
     if ids:
-        for quote in await Quote.filter(application_id__in=ids).order_by("insurer_code"):
+        for quote in await Quote.filter(application_id__in=ids).using_db(connection).order_by("insurer_code"):
             quotes[quote.application_id].append(quote)
-        for offer in await Offer.filter(application_id__in=ids):
+        for offer in await Offer.filter(application_id__in=ids).using_db(connection):
             offers[offer.application_id].append(offer)
     return [ApplicationSnapshot(a, quotes[a.id], offers[a.id]) for a in applications]
 
@@ -79,9 +83,14 @@ ORDER BY q.insurer_code
 """
 
 
-async def reload_snapshot(application_id: uuid.UUID) -> ApplicationSnapshot | None:
+async def reload_snapshot(
+    application_id: uuid.UUID, connection: BaseDBAsyncClient | None = None
+) -> ApplicationSnapshot | None:
+    """The application as stored, from the primary unless ``connection`` says otherwise (the
+    replica, for a GET that accepts only a complete answer from it: never for a socket's
+    opening snapshot, see ``shared.platform.replica``)."""
     SNAPSHOT_READS.inc()
-    _, rows = await Tortoise.get_connection("default").execute_query(_SNAPSHOT, [application_id])
+    _, rows = await (connection or Tortoise.get_connection("default")).execute_query(_SNAPSHOT, [application_id])
     if not rows:
         return None
     first = rows[0]

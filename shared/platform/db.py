@@ -12,6 +12,7 @@ import asyncpg
 from tortoise import Tortoise
 from tortoise.exceptions import DBConnectionError, OperationalError
 
+from shared.platform.replica import PRIMARY, REPLICA, ReplicaReads
 from shared.platform.settings import DEFAULT_DATABASE_URL, Settings
 
 MODELS_MODULES = ["shared.models", "aerich.models"]
@@ -41,29 +42,41 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """
 
 
-def tortoise_config(database_url: str, *, pool_max: int = 10) -> dict[str, Any]:
-    parts = urlsplit(database_url)
+# Lag-tolerant reads of this process: the replica when one is configured (``database``).
+REPLICA_READS = ReplicaReads(DATABASE_UNREACHABLE)
+# A replica that is down must be found out within a read's attempt, not asyncpg's 60 s.
+REPLICA_CONNECT_TIMEOUT_S = 1.0
+
+
+def tortoise_config(database_url: str, *, pool_max: int = 10, replica_url: str = "") -> dict[str, Any]:
+    connections = {PRIMARY: _connection(database_url, pool_max)}
+    if replica_url:
+        connections[REPLICA] = _connection(replica_url, pool_max, connect_timeout_s=REPLICA_CONNECT_TIMEOUT_S)
     return {
-        "connections": {
-            "default": {
-                "engine": "tortoise.backends.asyncpg",
-                "credentials": {
-                    "host": parts.hostname or "127.0.0.1",
-                    "port": parts.port or 5432,
-                    "user": parts.username or "postgres",
-                    "password": parts.password or "",
-                    "database": parts.path.lstrip("/") or "osago",
-                    "minsize": 1,
-                    "maxsize": pool_max,
-                    # A query that hangs (lock, dead server) must not hold a request forever.
-                    "command_timeout": 10,
-                    "reset": _keep_session,
-                },
-            }
-        },
-        "apps": {"models": {"models": MODELS_MODULES, "default_connection": "default"}},
+        "connections": connections,
+        "apps": {"models": {"models": MODELS_MODULES, "default_connection": PRIMARY}},
         "use_tz": True,
         "timezone": "UTC",
+    }
+
+
+def _connection(database_url: str, pool_max: int, *, connect_timeout_s: float = 60.0) -> dict[str, Any]:
+    parts = urlsplit(database_url)
+    return {
+        "engine": "tortoise.backends.asyncpg",
+        "credentials": {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "user": parts.username or "postgres",
+            "password": parts.password or "",
+            "database": parts.path.lstrip("/") or "osago",
+            "minsize": 1,
+            "maxsize": pool_max,
+            # A query that hangs (lock, dead server) must not hold a request forever.
+            "command_timeout": 10,
+            "reset": _keep_session,
+            "timeout": connect_timeout_s,
+        },
     }
 
 
@@ -75,12 +88,16 @@ TORTOISE_ORM = tortoise_config(os.environ.get("OSAGO_DATABASE_URL", DEFAULT_DATA
 async def database(settings: Settings) -> AsyncIterator[None]:
     """Tortoise for the life of one process; request tasks see it through the global fallback."""
     await Tortoise.init(
-        config=tortoise_config(settings.database_url, pool_max=settings.db_pool_max),
+        config=tortoise_config(
+            settings.database_url, pool_max=settings.db_pool_max, replica_url=settings.database_replica_url
+        ),
         _enable_global_fallback=True,
     )
+    REPLICA_READS.enabled = bool(settings.database_replica_url)
     try:
         yield
     finally:
+        REPLICA_READS.enabled = False
         await Tortoise.close_connections()
 
 

@@ -63,8 +63,10 @@ def _parse_networks(raw: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
-def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+def _parse_url(schemes: tuple[str, ...], *, optional: bool = False) -> Callable[[str], str]:
     def parse(raw: str) -> str:
+        if optional and raw == "":
+            return raw
         parts = urlsplit(raw)
         if parts.scheme not in schemes or not parts.hostname:
             raise ValueError(f"expected a {'/'.join(schemes)} URL, got {raw!r}")
@@ -84,7 +86,15 @@ def env_field(default: Any, parse: Callable[[str], Any], *, secret: bool = False
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = env_field(DEFAULT_DATABASE_URL, _parse_url(("postgres", "postgresql")))
+    # A streaming replica of that database for reads that may lag (a partner's list, GET of a
+    # complete application); empty: none, every read goes to database_url. Writes, invariants
+    # and the snapshot that opens an offers socket always use database_url (shared.platform.replica).
+    database_replica_url: str = env_field("", _parse_url(("postgres", "postgresql"), optional=True))
     amqp_url: str = env_field("amqp://guest:guest@127.0.0.1:5672/", _parse_url(("amqp", "amqps")))
+    # Members of each job queue (x-quorum-initial-group-size) on a RabbitMQ cluster; 0: the
+    # broker's default (every node it has). Fixed once the queues exist: changing it needs
+    # `osago-admin migrate`, which rebuilds them keeping their jobs.
+    amqp_quorum_group_size: int = env_field(0, _parse_int)
     host: str = env_field("127.0.0.1", _parse_str)
     # None means "the process's own default port" (see default_port()).
     port: int | None = env_field(None, _parse_int)
@@ -244,6 +254,11 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}API_KEY_CACHE_S must be 0 (no cache) or more, got {self.api_key_cache_s}")
         if not self.payment_callback_secret:
             raise SettingsError(f"{ENV_PREFIX}PAYMENT_CALLBACK_SECRET must not be empty (it keys callback signatures)")
+        if self.amqp_quorum_group_size < 0:
+            raise SettingsError(
+                f"{ENV_PREFIX}AMQP_QUORUM_GROUP_SIZE must be 0 (the broker's default) or positive, "
+                f"got {self.amqp_quorum_group_size}"
+            )
         if self.port is not None and not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV_PREFIX}PORT must be a TCP port, got {self.port}")
 

@@ -1,7 +1,7 @@
 """Rebuilding job queues made by an older release, without losing a job.
 
 A queue's arguments cannot change in place, so a queue declared with other arguments than
-``topology.JOB_QUEUE_ARGUMENTS`` (releases before 2026-12 carried the deadline as
+``topology.job_queue_arguments`` (releases before 2026-12 carried the deadline as
 ``x-message-ttl``) is rebuilt: a holding queue takes the insurer's routing key (new jobs
 wait there), the old queue's jobs move to it one by one (each acked only after the broker
 confirmed its copy), the old queue is deleted and declared anew, and everything moves back.
@@ -23,9 +23,9 @@ from pamqp.common import FieldTable
 
 from shared.quoting.jobs import MalformedJob, QuoteJob
 from shared.quoting.topology import (
-    JOB_QUEUE_ARGUMENTS,
     declare_dead_jobs_queue,
     declare_jobs_exchange,
+    job_queue_arguments,
     job_queue_name,
     refused_as_inequivalent,
 )
@@ -43,8 +43,11 @@ def holding_queue_name(insurer_code: str) -> str:
     return f"{job_queue_name(insurer_code)}.upgrade"
 
 
-async def upgrade_job_queues(amqp_url: str, insurer_codes: Iterable[str]) -> dict[str, int]:
+async def upgrade_job_queues(
+    amqp_url: str, insurer_codes: Iterable[str], *, quorum_group_size: int = 0
+) -> dict[str, int]:
     """Rebuild every job queue of ``insurer_codes`` that needs it; jobs moved per rebuilt queue."""
+    arguments = job_queue_arguments(quorum_group_size)
     # A plain connection: a channel the broker closes (the probe) is an answer, not an outage.
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
@@ -54,7 +57,7 @@ async def upgrade_job_queues(amqp_url: str, insurer_codes: Iterable[str]) -> dic
         rebuilt: dict[str, int] = {}
         for code in insurer_codes:
             name, holding_name = job_queue_name(code), holding_queue_name(code)
-            if await _declares_as_current(connection, name):
+            if await _declares_as_current(connection, name, arguments):
                 # A run that stopped after the rebuild may have left jobs in the holding queue.
                 holding = await _existing_queue(connection, channel, holding_name)
                 if holding is not None:
@@ -69,7 +72,7 @@ async def upgrade_job_queues(amqp_url: str, insurer_codes: Iterable[str]) -> dic
             await old.unbind(exchange, routing_key=code)
             moved = await _move(channel, old, holding_name)
             await _delete_drained(channel, old)
-            queue = await channel.declare_queue(name, durable=True, arguments=JOB_QUEUE_ARGUMENTS)
+            queue = await channel.declare_queue(name, durable=True, arguments=arguments)
             await queue.bind(exchange, routing_key=code)
             await _move_back(channel, exchange, holding, name, code)
             rebuilt[code] = moved
@@ -77,10 +80,10 @@ async def upgrade_job_queues(amqp_url: str, insurer_codes: Iterable[str]) -> dic
     return rebuilt
 
 
-async def _declares_as_current(connection: AbstractConnection, name: str) -> bool:
+async def _declares_as_current(connection: AbstractConnection, name: str, arguments: FieldTable) -> bool:
     probe = await connection.channel()
     try:
-        await probe.declare_queue(name, durable=True, arguments=JOB_QUEUE_ARGUMENTS)
+        await probe.declare_queue(name, durable=True, arguments=arguments)
     except (ChannelPreconditionFailed, asyncio.CancelledError) as exc:
         if not refused_as_inequivalent(exc):
             raise

@@ -61,19 +61,32 @@ JOB_QUEUE_ARGUMENTS: FieldTable = {
 }
 
 
+def job_queue_arguments(quorum_group_size: int = 0) -> FieldTable:
+    """The job queues' arguments; a group size (``OSAGO_AMQP_QUORUM_GROUP_SIZE``) pins how many
+    nodes hold each queue (3 on `make run-ha`'s cluster). 0 leaves it to the broker and out of
+    the arguments, so a single node's queues stay as they were (the broker compares it on
+    every declaration: a queue declared with another value is rebuilt by ``upgrade_job_queues``)."""
+    if quorum_group_size <= 0:
+        return JOB_QUEUE_ARGUMENTS
+    return {**JOB_QUEUE_ARGUMENTS, "x-quorum-initial-group-size": quorum_group_size}
+
+
 async def declare_jobs_exchange(channel: AbstractChannel) -> AbstractExchange:
     return await channel.declare_exchange(JOBS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
 
 
-async def declare_job_queues(channel: AbstractChannel, insurer_codes: Iterable[str]) -> dict[str, AbstractQueue]:
+async def declare_job_queues(
+    channel: AbstractChannel, insurer_codes: Iterable[str], *, quorum_group_size: int = 0
+) -> dict[str, AbstractQueue]:
     """The jobs exchange, one durable queue per insurer, and the dead-letter path."""
+    arguments = job_queue_arguments(quorum_group_size)
     jobs = await declare_jobs_exchange(channel)
     await declare_dead_jobs_queue(channel)
     queues: dict[str, AbstractQueue] = {}
     for code in insurer_codes:
         name = job_queue_name(code)
         try:
-            queue = await channel.declare_queue(name, durable=True, arguments=JOB_QUEUE_ARGUMENTS)
+            queue = await channel.declare_queue(name, durable=True, arguments=arguments)
         except (ChannelPreconditionFailed, asyncio.CancelledError) as exc:
             if not refused_as_inequivalent(exc):
                 raise
