@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run status test install services nginx migrate bench clean
+.PHONY: run run-ha status test install services nginx migrate bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -34,7 +34,14 @@ migrate: install services
 run: migrate nginx
 	$(VENV)/bin/python -m local_cluster run
 
-# What `make run` runs (supervisorctl status): each program's state, pid and uptime.
+# The same on data stores of its own (API.md 1.1, README "make run-ha"): a PostgreSQL primary
+# (5434) and streaming replica (5433), a three-node RabbitMQ cluster (5701-5703) behind nginx's
+# stream balancer (127.0.0.1:5700), all under .run/ha and stopped with the cluster.
+run-ha: install services
+	./scripts/ensure-nginx.sh stream
+	$(VENV)/bin/python -m local_cluster run-ha
+
+# What `make run` (or `make run-ha`) runs (supervisorctl status): each program's state, pid and uptime.
 status:
 	@$(VENV)/bin/python -m local_cluster status
 

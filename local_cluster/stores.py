@@ -148,20 +148,51 @@ class RabbitNode:
             ["rabbitmqctl", "-n", self.name, *command], f"rabbitmqctl {command[0]} on {self.name}", timeout=timeout
         )
 
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "log" / f"{self.name}.log"
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _boot_failed_since(self, offset: int) -> bool:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                return b"Application rabbit exited" in log.read()
+        except FileNotFoundError:
+            return False
+
     def start(self) -> None:
-        """Start detached and wait until its RabbitMQ application runs."""
+        """Start detached and wait until its RabbitMQ application runs.
+
+        RabbitMQ 3.10 nodes of one cluster booting at the same moment sometimes fail their
+        feature-flag check against a peer still booting (``incompatible_feature_flags`` with a
+        ``badmap``): the VM stays up with the application stopped, so it is started again.
+        """
+        offset = self._log_size()
         subprocess.run(
             ["rabbitmq-server", "-detached"], env=self.environment(), capture_output=True, check=False, timeout=60
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                self.ctl("await_startup", timeout=max(5.0, deadline - time.monotonic()))
+                self.ctl("await_startup", timeout=10)
                 return
             except StoreError:
                 # Until the VM has registered with epmd, rabbitmqctl cannot find it at all.
                 if time.monotonic() > deadline:
                     raise
+                if self._boot_failed_since(offset):
+                    offset = self._log_size()
+                    time.sleep(1)
+                    try:
+                        self.ctl("start_app", timeout=60)
+                    except StoreError:
+                        pass  # awaited again, then retried or given up at the deadline
                 time.sleep(0.5)
 
     def beam_pid(self) -> int | None:
