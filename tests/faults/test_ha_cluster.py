@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
 from aggregator_api.admin import insert_partner
-from shared.models import Application, Offer, Quote, QuoteStatus
-from tests.faults.test_chaos import ClientRecord, run_client
+from shared.models import Application, QuoteStatus
+from tests.support.chaos import ClientRecord, Tally, run_client, tally
 from tests.support.cluster import Cluster, eventually
 from tests.support.ha import HaEnvironment, ha_environment
 from tests.support.processes import ServiceProcess
@@ -32,6 +32,8 @@ DEADLINE_S = 30.0
 APPLICATIONS = 60
 ARRIVALS_PER_SECOND = 10
 PRIMARY_OUTAGE_S = 20.0
+# A client gives up on one application after this long (then it counts as not accepted or stuck).
+CLIENT_PATIENCE_S = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -72,55 +74,29 @@ def cores_of(cluster: Cluster) -> list[ServiceProcess]:
 
 
 async def run_applications(cluster: Cluster, count: int) -> list[ClientRecord]:
-    cores = cores_of(cluster)
-    started = time.monotonic()
+    urls = [core.url for core in cores_of(cluster)]
+    give_up = time.monotonic() + CLIENT_PATIENCE_S
+    prefix = f"ha-{uuid.uuid4().hex[:8]}"  # every run's Idempotency-Keys its own
     clients = []
     async with aiohttp.ClientSession() as session:
         for n in range(count):
-            clients.append(asyncio.create_task(run_client(n + int(started * 1000), session, cores, started)))
+            clients.append(asyncio.create_task(run_client(n, session, urls, give_up, key_prefix=prefix)))
             await asyncio.sleep(1 / ARRIVALS_PER_SECOND)
         return list(await asyncio.gather(*clients))
 
 
-async def count_and_print(title: str, records: list[ClientRecord], history: list[str]) -> dict[str, Any]:
-    accepted = [r.created["id"] for r in records if r.created is not None]
-    applications = await Application.filter(id__in=accepted)
-    quotes = await Quote.filter(application_id__in=accepted)
-    offers = await Offer.filter(application_id__in=accepted)
-    stuck = [a for a in applications if a.status != "complete"] + [q for q in quotes if q.status is QuoteStatus.PENDING]
-    late = [a for a in applications if a.completed_at is None or (a.completed_at - a.deadline).total_seconds() > 5]
-    offers_per_quote = Counter(o.quote_id for o in offers)  # type: ignore[attr-defined]
-    figures = {
-        "accepted": len(accepted),
-        "complete": sum(1 for a in applications if a.status == "complete"),
-        "lost": len(accepted) - len(applications),
-        "stuck": len(stuck),
-        "late": len(late),
-        "duplicate_offers": sum(count - 1 for count in offers_per_quote.values()),
-        "duplicate_events": sum(r.duplicates_shown for r in records),
-        "refusals_retried": sum(r.refusals for r in records),
-        "streams_incomplete": sum(1 for r in records if r.created and not (r.saw_complete and r.final_close == 1000)),
-        "quotes": dict(Counter(q.status.value for q in quotes)),
-    }
-    print(
-        f"\n{title}\n"
-        + "".join(f"  {line}\n" for line in history)
-        + f"  accepted {figures['accepted']} (after {figures['refusals_retried']} refusals retried), "
-        f"complete {figures['complete']}, lost {figures['lost']}, stuck {figures['stuck']}, late (> deadline + 5 s) "
-        f"{figures['late']}, duplicate offers stored {figures['duplicate_offers']}, duplicate events shown "
-        f"{figures['duplicate_events']}, streams not ended by complete + 1000: {figures['streams_incomplete']}\n"
-        f"  quotes by status {figures['quotes']}"
-    )
-    return figures
+async def count_and_print(title: str, records: list[ClientRecord], history: list[str]) -> Tally:
+    counts = await tally(records)
+    print(f"\n{title}\n" + "".join(f"  {line}\n" for line in history) + counts.lines())
+    return counts
 
 
-def assert_nothing_lost(figures: dict[str, Any], expected: int) -> None:
-    assert figures["accepted"] == expected
-    assert figures["complete"] == expected
-    assert figures["lost"] == figures["stuck"] == figures["late"] == 0
-    assert figures["duplicate_offers"] == figures["duplicate_events"] == 0
-    assert figures["streams_incomplete"] == 0
-    assert figures["quotes"] == {QuoteStatus.OFFERED.value: expected * 10}
+def assert_nothing_lost(counts: Tally, expected: int) -> None:
+    assert counts.accepted == counts.complete == expected
+    assert counts.lost == counts.stuck == counts.late == 0
+    assert counts.duplicate_offers == counts.duplicates_shown == 0
+    assert counts.streams_incomplete == counts.finals_wrong == 0
+    assert counts.by_status == Counter({QuoteStatus.OFFERED.value: expected * 10})
 
 
 async def test_a_rabbitmq_node_sigkilled_during_a_run_loses_and_duplicates_nothing(
@@ -140,12 +116,12 @@ async def test_a_rabbitmq_node_sigkilled_during_a_run_loses_and_duplicates_nothi
     records = await run_applications(ha_cluster, APPLICATIONS)
     await nemesis_task
     assert not victim.alive()
-    figures = await count_and_print(
+    counts = await count_and_print(
         f"HA: {APPLICATIONS} applications x 10 insurers at {ARRIVALS_PER_SECOND}/s, one RabbitMQ node SIGKILLed",
         records,
         history,
     )
-    assert_nothing_lost(figures, APPLICATIONS)
+    assert_nothing_lost(counts, APPLICATIONS)
 
 
 async def test_reads_answer_with_the_replica_stopped(ha: HaEnvironment, ha_cluster: Cluster) -> None:
@@ -231,8 +207,8 @@ async def test_the_primary_stopped_for_20_s_is_503_then_recovers_without_a_resta
         await ha.run(ha.stores.primary.start)
         history.append(f"{time.monotonic() - started:5.1f}s primary started again (no service restarted)")
         after = await run_applications(ha_cluster, 5)
-    figures = await count_and_print("HA: the primary stopped for 20 s", [*before, *after], history)
-    assert_nothing_lost(figures, 10)
+    counts = await count_and_print("HA: the primary stopped for 20 s", [*before, *after], history)
+    assert_nothing_lost(counts, 10)
     # Nothing was restarted: the processes that served before the outage served after it.
     exited = [p.name for p in ha_cluster.processes if p.process is None or p.process.poll() is not None]
     assert exited == []
