@@ -171,12 +171,10 @@ class RabbitNode:
 
         RabbitMQ 3.10 nodes of one cluster booting at the same moment sometimes fail their
         feature-flag check against a peer still booting (``incompatible_feature_flags`` with a
-        ``badmap``): the VM stays up with the application stopped, so it is started again.
+        ``badmap``): the application is started again (the whole node, when its VM went too).
         """
         offset = self._log_size()
-        subprocess.run(
-            ["rabbitmq-server", "-detached"], env=self.environment(), capture_output=True, check=False, timeout=60
-        )
+        self._launch()
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
@@ -189,11 +187,19 @@ class RabbitNode:
                 if self._boot_failed_since(offset):
                     offset = self._log_size()
                     time.sleep(1)
+                    if not self.alive():
+                        self._launch()
+                        continue
                     try:
                         self.ctl("start_app", timeout=60)
                     except StoreError:
                         pass  # awaited again, then retried or given up at the deadline
                 time.sleep(0.5)
+
+    def _launch(self) -> None:
+        subprocess.run(
+            ["rabbitmq-server", "-detached"], env=self.environment(), capture_output=True, check=False, timeout=60
+        )
 
     def beam_pid(self) -> int | None:
         try:
