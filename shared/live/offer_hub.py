@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared.platform.amqp import close_within
+from shared.platform.metrics import OFFER_EVENTS_RECEIVED, OFFER_EVENTS_ROUTED
 from shared.quoting.topology import declare_instance_offers_queue
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ class OfferHub:
         self._unacked_count = 0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._acks: set[asyncio.Task[None]] = set()
-        self.delivered = 0
         self.resyncs = 0  # times every subscriber was told to read the database again
 
     @property
@@ -145,6 +145,7 @@ class OfferHub:
         # Acked on receipt: delivery to sockets is in memory, and a socket that misses an
         # event replays it from the database. The ack keeps the prefetch window bounded.
         self._ack_soon(message)
+        OFFER_EVENTS_RECEIVED.inc()
         headers = message.headers or {}
         application_id = headers.get("application_id")
         subscribers = self._subscriptions.get(str(application_id)) if application_id else None
@@ -153,7 +154,7 @@ class OfferHub:
         text = message.body.decode()
         for subscription in tuple(subscribers):
             subscription.deliver(message.message_id or "", message.type or "", text)
-        self.delivered += 1
+        OFFER_EVENTS_ROUTED.inc()
 
     def _ack_soon(self, message: AbstractIncomingMessage) -> None:
         self._unacked = message

@@ -24,6 +24,13 @@ SNAPSHOT_READS = Counter("osago_snapshot_reads_total", "Single-application snaps
 # Core app: API key lookups that queried the partner table (cached ones do not), by result;
 # and unknown keys answered 401 without a query because their address failed too often.
 PARTNER_KEY_LOOKUPS = Counter("osago_partner_key_lookups_total", "API key lookups in the database", ["result"])
+# Every instance with an offers hub (core apps; an aggregator once a socket opened there):
+# events taken from the offers fanout, and those of them some socket here was watching. With
+# the plain fanout every instance receives every event; routed / received is the useful share.
+OFFER_EVENTS_RECEIVED = Counter("osago_offer_events_received_total", "Events received from the offers fanout")
+OFFER_EVENTS_ROUTED = Counter(
+    "osago_offer_events_routed_total", "Events from the offers fanout that a socket on this instance was watching"
+)
 AUTH_THROTTLED = Counter("osago_auth_throttled_total", "Unknown API keys refused without a lookup")
 
 

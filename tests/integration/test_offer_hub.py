@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from prometheus_client import REGISTRY
+
 from shared.live.offer_hub import ACK_BATCH, OfferHub, Subscription
 from shared.platform.amqp import ConfirmingPublisher, robust_connection
 from shared.quoting.events import event_message
@@ -17,6 +19,10 @@ PREFETCH = 512  # OfferHub's window: with no acks at all, delivery would stall t
 
 def offer_event(application_id: str, n: int) -> dict[str, object]:
     return {"event_id": f"{application_id}:{n}", "type": "quote_final", "application_id": application_id, "n": n}
+
+
+def _counter(kind: str) -> float:
+    return REGISTRY.get_sample_value(f"osago_offer_events_{kind}_total") or 0.0
 
 
 def drain(subscription: Subscription) -> list[str]:
@@ -47,6 +53,7 @@ async def test_hub_routes_by_application_and_keeps_consuming_past_the_prefetch_w
         subscription.on_event = count_wake
         publisher = await ConfirmingPublisher.open(publisher_connection, 10.0)
         publisher.register(await declare_offers_exchange(publisher.channel))
+        received_before, routed_before = _counter("received"), _counter("routed")
         for n in range(events):
             application = watched if n % 2 == 0 else unwatched
             assert await publisher.publish_many(OFFERS_EXCHANGE, [(event_message(offer_event(application, n)), "")])
@@ -58,6 +65,8 @@ async def test_hub_routes_by_application_and_keeps_consuming_past_the_prefetch_w
         assert wakes == wanted  # the owner hears of every event it gets, and of no other
         await asyncio.sleep(0.2)  # would-be duplicates have time to arrive
         assert not subscription.pending
+        # /metrics counts what the fanout brought here, watched or not (bench/scaling.py reads it).
+        assert (_counter("received") - received_before, _counter("routed") - routed_before) == (events, wanted)
         await hub.stop()
 
 
