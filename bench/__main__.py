@@ -1,7 +1,7 @@
 """``python -m bench [NAME ...]`` (``make bench``): run the benchmarks, print a table, save JSON.
 
-Names: raw_broker, raw_db, periodic_queries, websockets, ws_memory, overhead, throughput (default: all, in
-that order).
+Names: raw_broker, raw_db, periodic_queries, websockets, ws_memory, overhead, throughput, scaling (default:
+all, in that order).
 Results go to bench/results/bench-<UTC time>.json and bench/results/latest.json.
 Each benchmark makes and removes its own database and vhost and its own processes.
 Overhead and throughput also run the services of an older revision (``--before REV``, default
@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import overhead, periodic_queries, raw_broker, raw_db, throughput, websockets, ws_memory
+from bench import overhead, periodic_queries, raw_broker, raw_db, scaling, throughput, websockets, ws_memory
 from bench.infra import POSTGRES_URL
 from bench.machine import describe
 from bench.revisions import UnknownRevision, describe_revision, full_sha, source_tree
@@ -39,6 +40,7 @@ FULL: dict[str, Benchmark] = {
     "ws_memory": lambda _: ws_memory.run(500),
     "overhead": lambda before: _overhead(before),
     "throughput": lambda before: _throughput(before, 10.0, throughput.RATES),
+    "scaling": lambda _: scaling.run(),
 }
 QUICK: dict[str, Benchmark] = {
     "raw_broker": lambda _: raw_broker.run(5_000),
@@ -48,6 +50,7 @@ QUICK: dict[str, Benchmark] = {
     "ws_memory": lambda _: ws_memory.run(200),
     "overhead": lambda before: _overhead(before, duration=8.0),
     "throughput": lambda before: _throughput(before, 6.0, (5.0, 10.0, 20.0)),
+    "scaling": lambda _: scaling.run((1, 2), (2.0, 4.0), 4.0, 2.0, 4.0, 2_000),
 }
 
 
@@ -188,8 +191,29 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     ]
 
 
+def scaling_rows(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    found: list[tuple[str, Any, str]] = []
+    for layout in _get(results, "scaling", "layouts") or []:
+        n = layout["core_apps"]
+        limit = layout["broker_limit"]["publish_persistent_confirmed_per_s"]
+        per_offer = layout["events"]["received_per_offer_per_core_app"]
+        found.append((f"scaling, {n} core apps: broker limit (tuned confirmed publish), msg/s", limit, ""))
+        found.append((f"scaling, {n} core apps: events received per core app per offer", per_offer, ""))
+        for key, name in (("through_balancer", "balancer"), ("straight_to_instances", "straight")):
+            figure = layout[key]
+            found.append(
+                (
+                    f"scaling, {n} core apps, {name}: max applications/s (quotes/s ÷ limit)",
+                    f"{figure['max_sustained_applications_per_s']:g} ({figure['quotes_per_s_over_broker_limit']})",
+                    "",
+                )
+            )
+    return found
+
+
 def print_table(results: dict[str, Any]) -> None:
-    table = [(name, "—" if value is None else str(value), target) for name, value, target in rows(results)]
+    every = rows(results) + scaling_rows(results)
+    table = [(name, "—" if value is None else str(value), target) for name, value, target in every]
     width = max(len(r[0]) for r in table)
     vwidth = max(len(r[1]) for r in table)
     print(f"\n{'figure':<{width}}  {'measured':>{vwidth}}  target")
@@ -249,8 +273,20 @@ def main() -> None:
         default=BEFORE_REVISION,
         help=f"the revision whose services give the before figures (default {BEFORE_REVISION})",
     )
+    parser.add_argument(
+        "--broker",
+        metavar="HOST:PORT[,MANAGEMENT_URL]",
+        default=None,
+        help="the RabbitMQ node the benchmarks use (e.g. one of a three-node cluster); default 127.0.0.1:5672",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.broker:
+        # Read by tests.support.infrastructure in each benchmark's own process (started below).
+        host, _, management = args.broker.partition(",")
+        os.environ["OSAGO_TEST_AMQP_HOST"] = host
+        if management:
+            os.environ["OSAGO_TEST_RABBITMQ_MANAGEMENT"] = management
     try:
         # An unknown revision fails here at once, not after minutes of other benchmarks.
         full_sha(args.before)
