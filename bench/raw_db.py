@@ -10,7 +10,7 @@ its own transaction, as in the pipeline:
   ``aggregator_api.applications.store_application`` (the application and its 10 quotes in
   one INSERT … unnest statement);
 - ``worker_db_path_today``: what a worker does per quote besides the insurer call: the read
-  (``quote_workers.worker.QUOTE_AND_PAYLOAD``, as on a first delivery),
+  (``shared.quoting.outcomes.quote_state`` with the payload, as on a first delivery),
   ``shared.quoting.outcomes.finalize_quote`` (one statement) and ``shared.quoting.publishing.mark_events_published`` (one per
   quote here; the worker batches them, ``shared.quoting.publishing``), with the ten quotes of an
   application finishing together (fixed sandbox latency), as in the pipeline ("contended"),
@@ -34,19 +34,17 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from tortoise import Tortoise
 
 from aggregator_api.applications import Caller, store_application
 from bench.infra import private_infrastructure
 from bench.loadgen import sample_body
 from bench.system import CpuMeter, own_pid
-from quote_workers.worker import QUOTE_AND_PAYLOAD
 from shared.intake.schema import parse_application
 from shared.models import Quote
 from shared.platform.clock import utc_now
 from shared.platform.db import database
 from shared.quoting import insurers as catalogue
-from shared.quoting.outcomes import OfferOutcome, finalize_quote
+from shared.quoting.outcomes import OfferOutcome, finalize_quote, quote_state
 from shared.quoting.publishing import mark_events_published
 from tests.support.samples import WORKED_EXAMPLE_COEFFICIENTS
 
@@ -149,8 +147,8 @@ async def run(rows: int = 10_000) -> dict[str, Any]:
             spread = lambda part: [ids[k] for k in range(10) for _, ids in part]  # noqa: E731
 
             async def worker_path(quote_id: uuid.UUID) -> None:
-                _, rows = await Tortoise.get_connection("default").execute_query(QUOTE_AND_PAYLOAD, [quote_id])
-                assert rows and rows[0]["payload"]
+                state = await quote_state(quote_id, with_payload=True)
+                assert state is not None and state.payload
                 result = await finalize_quote(quote_id, outcome, attempts=1)
                 await mark_events_published(result.events)
 
