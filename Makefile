@@ -48,7 +48,9 @@ status:
 # Browser tests drive Debian's chromium through Playwright (browser downloads are not possible here).
 CHROMIUM := /usr/bin/chromium
 
-test: install services nginx
+# The HA tests (tests/faults/test_ha_cluster.py) put nginx's stream balancer before their RabbitMQ nodes.
+test: install services
+	./scripts/ensure-nginx.sh stream
 	test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(VENV)/bin/pytest
 
