@@ -138,15 +138,21 @@ async def test_a_frame_flood_is_read_and_ignored_without_memory_growing(
         async def flood() -> None:
             for n in range(frames):
                 await ws.send_str(f"frame {n}")
+                if n % 500 == 499:  # a steady stream, not one burst that is over before anyone asks
+                    await asyncio.sleep(0.01)
 
         flooding = asyncio.create_task(flood())
-        # The instance serves everybody else meanwhile.
+        # The instance serves everybody else meanwhile: health checks are answered while the
+        # flood is still being read, not after it (a server that read the flood without yielding
+        # would answer none before it ended). How fast is the benchmarks' business.
         slowest = 0.0
+        answered_during_flood = 0
         while not flooding.done():
             asked = time.monotonic()
             response = await core.get("/healthz")
             assert response.status == 200
             slowest = max(slowest, time.monotonic() - asked)
+            answered_during_flood += not flooding.done()
             await asyncio.sleep(0.05)
         await flooding
         elapsed = time.monotonic() - started
@@ -156,8 +162,11 @@ async def test_a_frame_flood_is_read_and_ignored_without_memory_growing(
         assert message.type is aiohttp.WSMsgType.TEXT, message
         assert message.json()["type"] == "progress"
         grown = rss_bytes() - before
-    print(f"flood: {frames} frames in {elapsed:.2f}s, slowest /healthz {slowest * 1000:.0f} ms, RSS +{grown >> 10} KiB")
-    assert slowest < 2.0
+    print(
+        f"flood: {frames} frames in {elapsed:.2f}s, {answered_during_flood} health checks answered meanwhile "
+        f"(slowest {slowest * 1000:.0f} ms), RSS +{grown >> 10} KiB"
+    )
+    assert answered_during_flood >= 3
     # 30,000 frames are 450 KB on the wire; a server that kept them would hold far more than this.
     assert grown < 16 * 1024 * 1024
 
