@@ -29,7 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--chaos-long",
         action="store_true",
         default=False,
-        help="the 1,000-application chaos run on the supervised cluster (tests/faults/test_cluster_degradation.py)",
+        help="the 1,000-application chaos runs on the supervised cluster (tests/faults/test_cluster_degradation.py, and on the HA stores: test_ha_chaos.py)",
     )
 
 

@@ -34,7 +34,7 @@ from shared.platform.db import database
 from shared.platform.settings import Settings
 from shared.quoting.events import complete_event_id, quote_event_id
 from shared.quoting.topology import JOBS_EXCHANGE, OFFERS_EXCHANGE
-from tests.support.chaos import ClientRecord, Tally, run_client, tally
+from tests.support.chaos import assert_nothing_lost, load, tally
 from tests.support.infrastructure import BrokerAdmin, private_infrastructure
 from tests.support.supervised import EventTap, SupervisedCluster, free_offset, until
 
@@ -71,36 +71,6 @@ async def supervised() -> AsyncIterator[tuple[SupervisedCluster, BrokerAdmin, Ev
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def load(
-    cluster: SupervisedCluster,
-    count: int,
-    per_second: float,
-    key_prefix: str,
-    nemesis: Callable[[], Awaitable[None]] | None = None,
-    patience_s: float = 90.0,
-) -> list[ClientRecord]:
-    """``count`` clients through the balancer at ``per_second``, ``nemesis`` beside them."""
-    started = time.monotonic()
-    faults = asyncio.create_task(nemesis()) if nemesis else None
-    async with aiohttp.ClientSession() as session:
-        clients = []
-        for n in range(count):
-            give_up = time.monotonic() + patience_s
-            clients.append(asyncio.create_task(run_client(n, session, [cluster.url], give_up, key_prefix=key_prefix)))
-            await asyncio.sleep(max(0.0, started + (n + 1) / per_second - time.monotonic()))
-        records = await asyncio.gather(*clients)
-    if faults:
-        await faults
-    return list(records)
-
-
-def assert_nothing_lost(counts: Tally, records: list[ClientRecord]) -> None:
-    assert counts.accepted == len(records), counts.lines()
-    assert counts.lost == 0 and counts.stuck == 0 and counts.late == 0, counts.lines()
-    assert counts.duplicate_offers == 0 and counts.duplicates_shown == 0, counts.lines()
-    assert counts.streams_incomplete == 0 and counts.finals_wrong == 0, counts.lines()
 
 
 async def published_into(admin: BrokerAdmin, vhost: str, exchange: str) -> int:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ import aiohttp
 
 from shared.models import Application, Offer, Quote, QuoteStatus
 from tests.support.samples import sample_application
+from tests.support.supervised import SupervisedCluster
 
 # An application is late when it completed more than this after its deadline.
 LATE_AFTER_S = 5.0
@@ -157,3 +158,33 @@ async def tally(records: Sequence[ClientRecord]) -> Tally:
             ((a.completed_at - a.deadline).total_seconds() for a in applications if a.completed_at), default=0.0
         ),
     )
+
+
+async def load(
+    cluster: SupervisedCluster,
+    count: int,
+    per_second: float,
+    key_prefix: str,
+    nemesis: Callable[[], Awaitable[None]] | None = None,
+    patience_s: float = 90.0,
+) -> list[ClientRecord]:
+    """``count`` clients through the balancer at ``per_second``, ``nemesis`` beside them."""
+    started = time.monotonic()
+    faults = asyncio.create_task(nemesis()) if nemesis else None
+    async with aiohttp.ClientSession() as session:
+        clients = []
+        for n in range(count):
+            give_up = time.monotonic() + patience_s
+            clients.append(asyncio.create_task(run_client(n, session, [cluster.url], give_up, key_prefix=key_prefix)))
+            await asyncio.sleep(max(0.0, started + (n + 1) / per_second - time.monotonic()))
+        records = await asyncio.gather(*clients)
+    if faults:
+        await faults
+    return list(records)
+
+
+def assert_nothing_lost(counts: Tally, records: list[ClientRecord]) -> None:
+    assert counts.accepted == len(records), counts.lines()
+    assert counts.lost == 0 and counts.stuck == 0 and counts.late == 0, counts.lines()
+    assert counts.duplicate_offers == 0 and counts.duplicates_shown == 0, counts.lines()
+    assert counts.streams_incomplete == 0 and counts.finals_wrong == 0, counts.lines()
