@@ -24,6 +24,7 @@ from tortoise.transactions import in_transaction
 from shared.models import QuoteStatus
 from shared.platform.amqp import ConfirmingPublisher
 from shared.platform.clock import utc_now
+from shared.platform.replica import PRIMARY
 from shared.platform.settings import RELAY_SETTLE_MARGIN_S
 from shared.quoting.events import OutboxEvent, complete_event, final_event, offer_body
 from shared.quoting.jobs import QuoteJob
@@ -80,7 +81,8 @@ def settle_time(publish_timeout_s: float) -> timedelta:
 
 
 async def relay_jobs(publisher: ConfirmingPublisher, settle: timedelta) -> int:
-    async with in_transaction() as conn:
+    # Named: with a replica configured Tortoise holds two connections and refuses to guess (ParamsError).
+    async with in_transaction(PRIMARY) as conn:
         rows = await conn.execute_query_dict(JOBS_TO_RELAY, [utc_now() - settle, BATCH])
         if not rows:
             return 0
@@ -112,7 +114,7 @@ def _quote_event(row: dict[str, Any]) -> OutboxEvent:
 
 
 async def relay_quote_events(publisher: ConfirmingPublisher, settle: timedelta) -> int:
-    async with in_transaction() as conn:
+    async with in_transaction(PRIMARY) as conn:
         rows = await conn.execute_query_dict(QUOTE_EVENTS_TO_RELAY, [utc_now() - settle, BATCH])
         if not rows:
             return 0
@@ -124,7 +126,7 @@ async def relay_quote_events(publisher: ConfirmingPublisher, settle: timedelta) 
 
 
 async def relay_complete_events(publisher: ConfirmingPublisher, settle: timedelta) -> int:
-    async with in_transaction() as conn:
+    async with in_transaction(PRIMARY) as conn:
         rows = await conn.execute_query_dict(COMPLETE_EVENTS_TO_RELAY, [utc_now() - settle, BATCH])
         if not rows:
             return 0
