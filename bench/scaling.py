@@ -43,6 +43,7 @@ from bench.loadgen import LoadConfig, run_load, set_sandbox_latency
 from bench.system import LOG_DIR, CpuMeter, own_pid, raise_fd_limit
 from bench.throughput import held
 from local_cluster.__main__ import taken_ports
+from local_cluster.background import start_runner
 from local_cluster.layout import Layout
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -111,25 +112,13 @@ async def start_cluster(infra: Infrastructure, cores: int, *, aggregators: int =
         OSAGO_BROWSER_RPS="100000",
     )
     env["PATH"] = f"{env.get('PATH', '')}:/usr/sbin:/sbin"  # Debian's nginx
-    cluster = RunningCluster(layout, run_dir, _spawn_runner(run_dir, offset, env, LOG_DIR / f"scaling-{cores}.out"))
+    cluster = RunningCluster(layout, run_dir, start_runner(run_dir, offset, env, LOG_DIR / f"scaling-{cores}.out"))
     try:
         await _wait_ready(cluster, timeout_s=90)
     except BaseException:
         await stop_cluster(cluster)
         raise
     return cluster
-
-
-def _spawn_runner(run_dir: Path, offset: int, env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "local_cluster", "--run-dir", str(run_dir), "--port-offset", str(offset), "run"],
-            cwd=REPOSITORY,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def _wait_ready(cluster: RunningCluster, timeout_s: float) -> None:

@@ -21,9 +21,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from local_cluster.background import start_runner
 from local_cluster.layout import Layout
 from tests.support.infrastructure import RunInfrastructure, private_infrastructure
-from tests.support.supervised import REPOSITORY, free_offset, start_runner, status, until
+from tests.support.supervised import REPOSITORY, free_offset, status, until
 
 pytestmark = pytest.mark.usefixtures("nginx_installed")
 

@@ -24,6 +24,7 @@ import aio_pika
 import aiohttp
 
 from local_cluster.__main__ import taken_ports
+from local_cluster.background import start_runner
 from local_cluster.layout import Layout
 from shared.quoting.topology import OFFERS_EXCHANGE
 from tests.support.infrastructure import RunInfrastructure
@@ -58,17 +59,6 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float, interval: 
             return True
         await asyncio.sleep(interval)
     return False
-
-
-def start_runner(run_dir: Path, offset: int, env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
-    with output.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "local_cluster", "--run-dir", str(run_dir), "--port-offset", str(offset), "run"],
-            cwd=REPOSITORY,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 class EventTap:
